@@ -180,9 +180,16 @@ mod tests {
             ("1999-03-170", false),
         ];
         for &(input, ok) in table {
-            assert_eq!(BirthDate::parse(input.as_bytes()).is_some(), ok, "{input:?}");
+            assert_eq!(
+                BirthDate::parse(input.as_bytes()).is_some(),
+                ok,
+                "{input:?}"
+            );
         }
-        assert_eq!(BirthDate::parse(b"0999-01-01").unwrap().as_str(), "0999-01-01");
+        assert_eq!(
+            BirthDate::parse(b"0999-01-01").unwrap().as_str(),
+            "0999-01-01"
+        );
     }
 
     #[test]

@@ -59,7 +59,10 @@ impl fmt::Display for HeaderError {
                 write!(f, "batch size {batch_len} is not a multiple of {FRAME_LEN}")
             }
             HeaderError::TooLarge { batch_len } => {
-                write!(f, "batch size {batch_len} is above the limit of {MAX_BATCH_LEN}")
+                write!(
+                    f,
+                    "batch size {batch_len} is above the limit of {MAX_BATCH_LEN}"
+                )
             }
         }
     }
@@ -104,20 +107,11 @@ impl BatchHeader {
     }
 }
 
-/// Finds the first complete batch at the start of `buf`.
-///
-/// Returns `Ok(None)` while the header or the batch body is still partial (the
-/// caller keeps the bytes and calls again with more), `Ok(Some((header, body)))`
-/// once `HEADER_LEN + batch_len` bytes are there (`body` is exactly the frames),
-/// and an error as soon as the 4 header bytes are there and wrong, so a bad
-/// header never makes the server wait for a body.
-pub fn split_batch(buf: &[u8]) -> Result<Option<(BatchHeader, &[u8])>, HeaderError> {
-    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
-        return Ok(None);
-    };
-    let header = BatchHeader::decode(*header)?;
-    let end = HEADER_LEN + header.batch_len as usize;
-    Ok(buf.get(HEADER_LEN..end).map(|body| (header, body)))
+/// Appends one batch of `frames` (1 to 103 frames) for `agency`: its header,
+/// then the frames.
+pub fn encode_batch(agency: u16, frames: &[[u8; FRAME_LEN]], out: &mut Vec<u8>) {
+    out.extend_from_slice(&BatchHeader::for_frames(frames.len(), agency).encode());
+    out.extend_from_slice(frames.as_flattened());
 }
 
 /// A decoded frame.
@@ -144,9 +138,14 @@ pub struct Rejection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     /// The frame's agency byte is not the low byte of the header's agency.
-    AgencyMismatch { frame: u8, header: u16 },
+    AgencyMismatch {
+        frame: u8,
+        header: u16,
+    },
     /// A name is empty, is not UTF-8, or has bytes after its NUL padding.
-    InvalidName { field: &'static str },
+    InvalidName {
+        field: &'static str,
+    },
     InvalidBirthdate,
 }
 
@@ -173,6 +172,11 @@ pub fn decode_frame(frame: &[u8; FRAME_LEN], agency: u16) -> Result<Frame<'_>, R
     if is_end_frame(frame) {
         return Ok(Frame::End);
     }
+    decode_bet(frame, agency).map(Frame::Bet)
+}
+
+/// Decodes a frame known not to be the end frame as a bet of `agency`.
+pub fn decode_bet(frame: &[u8; FRAME_LEN], agency: u16) -> Result<BetView<'_>, Rejection> {
     let u32_at = |at: usize| u32::from_be_bytes(frame[at..at + 4].try_into().expect("4 bytes"));
     let document = u32_at(DOCUMENT_AT);
     let number = u32_at(NUMBER_AT);
@@ -188,23 +192,23 @@ pub fn decode_frame(frame: &[u8; FRAME_LEN], agency: u16) -> Result<Frame<'_>, R
             header: agency,
         }));
     }
-    let first_name = decode_name(&frame[FIRST_NAME_AT..LAST_NAME_AT])
-        .ok_or(reject(RejectReason::InvalidName {
+    let first_name = decode_name(&frame[FIRST_NAME_AT..LAST_NAME_AT]).ok_or(reject(
+        RejectReason::InvalidName {
             field: "first name",
-        }))?;
-    let last_name = decode_name(&frame[LAST_NAME_AT..DOCUMENT_AT]).ok_or(reject(
-        RejectReason::InvalidName { field: "last name" },
+        },
     ))?;
+    let last_name = decode_name(&frame[LAST_NAME_AT..DOCUMENT_AT])
+        .ok_or(reject(RejectReason::InvalidName { field: "last name" }))?;
     let birthdate = BirthDate::parse(&frame[BIRTHDATE_AT..NUMBER_AT])
         .ok_or(reject(RejectReason::InvalidBirthdate))?;
-    Ok(Frame::Bet(BetView {
+    Ok(BetView {
         agency,
         first_name,
         last_name,
         document,
         birthdate,
         number,
-    }))
+    })
 }
 
 /// A name field: non-empty UTF-8, then only NUL padding.
@@ -250,7 +254,10 @@ mod tests {
         let frame = bet().view().encode();
         assert_eq!(frame[0], 300u16 as u8, "agency low byte");
         assert_eq!(&frame[1..1 + "Ñandú".len()], "Ñandú".as_bytes());
-        assert!(frame[1 + "Ñandú".len()..31].iter().all(|&b| b == 0), "NUL padding");
+        assert!(
+            frame[1 + "Ñandú".len()..31].iter().all(|&b| b == 0),
+            "NUL padding"
+        );
         assert_eq!(&frame[31..31 + 15], b"O'Connor-P\xc3\xa9rez");
         assert_eq!(&frame[61..65], &30904465u32.to_be_bytes());
         assert_eq!(&frame[65..75], b"1999-03-17");
@@ -393,35 +400,6 @@ mod tests {
         }
         assert_eq!(BatchHeader::for_frames(103, 5).batch_len, 8137);
         // The first byte of any valid header is below 0x20: what tells echo apart.
-        assert!((MAX_BATCH_LEN >> 8) < 0x20);
-    }
-
-    /// Two complete batches and a partial one, fed to `split_batch` after every
-    /// possible cut: it returns a batch exactly when all of its bytes are there.
-    #[test]
-    fn split_batch_at_every_offset() {
-        let a = bet().view().encode();
-        let mut stream = Vec::new();
-        stream.extend(BatchHeader::for_frames(2, 300).encode());
-        stream.extend(a);
-        stream.extend(a);
-        let first_end = stream.len();
-        stream.extend(BatchHeader::for_frames(1, 300).encode());
-        stream.extend(END_FRAME);
-        for cut in 0..=stream.len() {
-            let got = split_batch(&stream[..cut]).unwrap();
-            if cut < first_end {
-                assert_eq!(got, None, "cut {cut}");
-            } else {
-                let (header, body) = got.unwrap();
-                assert_eq!(header.frames(), 2);
-                assert_eq!(body.len(), 2 * FRAME_LEN);
-            }
-        }
-        let (h, body) = split_batch(&stream[first_end..]).unwrap().unwrap();
-        assert_eq!((h.frames(), body), (1, &END_FRAME[..]));
-        // A bad header is reported as soon as its 4 bytes are in.
-        assert_eq!(split_batch(&[0, 0, 0]), Ok(None));
-        assert_eq!(split_batch(&[0, 0, 0, 1]), Err(HeaderError::EmptyBatch));
+        const { assert!((MAX_BATCH_LEN >> 8) < 0x20) };
     }
 }

@@ -25,6 +25,7 @@ pub use ack::{ACK_LEN, Ack, END_ACK, Reply, Status, decode_reply};
 pub use bet::{Bet, BetError, BetView, BirthDate, NAME_LEN};
 pub use frame::{
     BatchHeader, END_FRAME, FRAME_LEN, Frame, HEADER_LEN, HeaderError, MAX_BATCH_LEN,
-    MAX_BETS_PER_BATCH, Rejection, RejectReason, decode_frame, is_end_frame, split_batch,
+    MAX_BETS_PER_BATCH, RejectReason, Rejection, decode_bet, decode_frame, encode_batch,
+    is_end_frame,
 };
 pub use winners::{MAX_WINNERS, TooManyWinners, WinnersError, decode_winners, encode_winners};

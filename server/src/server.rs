@@ -1,0 +1,503 @@
+//! The poll loop: one thread, one `mio::Poll`, a `Slab` of connections.
+//!
+//! Each turn: wait for events; accept, read and write until `WouldBlock`
+//! (registration is edge-triggered); then the end-of-turn phase, in this order,
+//! as Redis' `beforeSleep` does with `AE_BARRIER`: sync storage, release the acks
+//! that the sync made true, run the draw if due, write pending output, time out
+//! stalled peers, and only then free the connections marked closing.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::Config;
+use crate::session::{App, Session, Sessions};
+use crate::storage::Store;
+
+// Reserved tokens, far outside any slab key.
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// One read's worth of bytes; shared by every connection (per-connection state
+/// holds only a partial batch).
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes one connection may write per turn, so one peer cannot hog the loop.
+const WRITE_BUDGET: usize = 256 * 1024;
+/// Events taken per `poll`.
+const EVENTS: usize = 1024;
+
+struct Conn {
+    stream: TcpStream,
+    session: Session,
+    /// WRITABLE interest is registered (only while output is pending).
+    writable: bool,
+    /// Input was left unread for backpressure; read again once output drains.
+    paused: bool,
+    /// Marked for removal at the end of the turn; no more I/O.
+    closing: bool,
+    /// Already in the `to_commit` / `to_flush` list this turn.
+    in_commit: bool,
+    in_flush: bool,
+    last_progress: Instant,
+}
+
+impl Sessions for Slab<Conn> {
+    fn session(&mut self, key: usize) -> Option<&mut Session> {
+        self.get_mut(key).map(|conn| &mut conn.session)
+    }
+}
+
+/// Sorts an I/O result into what the loop does next (sozu's `SocketResult`).
+enum Io {
+    Done(usize),
+    /// The peer closed its side (a read of 0 bytes).
+    Eof,
+    WouldBlock,
+    Error(io::Error),
+}
+
+fn sort(result: io::Result<usize>) -> Option<Io> {
+    match result {
+        // A read of 0 bytes into a non-empty buffer: orderly shutdown by the peer.
+        Ok(0) => Some(Io::Eof),
+        Ok(n) => Some(Io::Done(n)),
+        // Edge-triggered: the socket is drained; the next event says when to go on.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Io::WouldBlock),
+        // A signal interrupted the call: retry it.
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+        // Anything else (ECONNRESET, EPIPE, ...) ends this connection only.
+        Err(e) => Some(Io::Error(e)),
+    }
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Signals,
+    conns: Slab<Conn>,
+    app: App<File>,
+    config: Config,
+    scratch: Box<[u8]>,
+    /// Connections whose held acks wait for this turn's commit.
+    to_commit: Vec<usize>,
+    /// Connections with output to write this turn.
+    to_flush: Vec<usize>,
+    /// Connections to free at the end of this turn.
+    to_close: Vec<usize>,
+    next_sweep: Instant,
+}
+
+impl Server {
+    /// Binds the listener, opens the storage and registers the signals. Errors
+    /// here are the operator's to fix (port in use, unwritable path).
+    pub fn new(config: Config) -> io::Result<Server> {
+        let (store, kept) = Store::open(&config.bets_file)?;
+        if let Some(kept) = kept {
+            info!(
+                "action: open_storage | result: success | file: {} | previous_round_kept_as: {}",
+                config.bets_file.display(),
+                kept.display()
+            );
+        } else {
+            info!(
+                "action: open_storage | result: success | file: {}",
+                config.bets_file.display()
+            );
+        }
+        let poll = Poll::new()?;
+        let mut listener = bind(
+            SocketAddr::new(config.ip, config.port),
+            config.listen_backlog,
+        )?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        info!(
+            "action: listen | result: success | address: {} | agencies: {}",
+            listener.local_addr()?,
+            config.agencies
+        );
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: Slab::new(),
+            app: App::new(config.agencies, store),
+            next_sweep: Instant::now() + sweep_interval(config.stall_timeout),
+            config,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            to_commit: Vec::new(),
+            to_flush: Vec::new(),
+            to_close: Vec::new(),
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down cleanly and returns `Ok`.
+    /// An `Err` is a failure of the server itself (poll, storage), never a peer's.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let timeout = if self.to_commit.is_empty() && self.to_flush.is_empty() {
+                self.next_sweep.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO // work carried over from the last turn
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                // A signal arrived during the wait: the signal source reports it.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    SIGNALS => {
+                        if let Some(signal) = self.signals.pending().next() {
+                            return self.shutdown(signal);
+                        }
+                    }
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key, now)?;
+                        }
+                        if event.is_writable() {
+                            self.queue_flush(key);
+                        }
+                    }
+                }
+            }
+            self.end_turn(now)?;
+        }
+    }
+
+    /// Accepts until `WouldBlock`. A failed accept (out of descriptors) is
+    /// logged; the pending peers stay in the backlog for the next event.
+    fn accept(&mut self, now: Instant) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, Token(key), Interest::READABLE)
+                    {
+                        error!(
+                            "action: accept_connections | result: fail | ip: {} | error: {e}",
+                            peer.ip()
+                        );
+                        continue;
+                    }
+                    // Acks are small and latency-bound: never wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    info!(
+                        "action: accept_connections | result: success | ip: {}",
+                        peer.ip()
+                    );
+                    entry.insert(Conn {
+                        stream,
+                        session: Session::new(key, peer),
+                        writable: false,
+                        paused: false,
+                        closing: false,
+                        in_commit: false,
+                        in_flush: false,
+                        last_progress: now,
+                    });
+                }
+                // The backlog is empty until the next event.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Interrupted by a signal: try again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EMFILE and friends: the peer waits in the backlog; say why.
+                Err(e) => {
+                    error!("action: accept_connections | result: fail | error: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads until `WouldBlock`, EOF, an error, or backpressure, feeding the
+    /// session. Only a storage failure is returned; peer errors close the peer.
+    fn read(&mut self, key: usize, now: Instant) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(()); // an event for a connection freed this turn
+        };
+        if conn.closing {
+            return Ok(());
+        }
+        let outcome = loop {
+            if !conn.session.wants_input() {
+                conn.paused = true;
+                break Ok(());
+            }
+            let Some(io) = sort(conn.stream.read(&mut self.scratch)) else {
+                continue;
+            };
+            match io {
+                Io::Done(n) => {
+                    conn.last_progress = now;
+                    if let Err(e) = conn.session.on_input(&self.scratch[..n], &mut self.app) {
+                        break Err(e);
+                    }
+                }
+                Io::Eof => break conn.session.on_eof(),
+                Io::WouldBlock => break Ok(()),
+                Io::Error(e) => {
+                    warn!(
+                        "action: receive_batch | result: fail | ip: {} | error: {e}",
+                        conn.session.peer().ip()
+                    );
+                    mark_closing(conn, key, &mut self.to_close);
+                    break Ok(());
+                }
+            }
+        };
+        if let Err(e) = outcome {
+            let fatal = e.is_fatal();
+            error!(
+                "action: {} | result: fail | ip: {} | error: {e}",
+                e.action(),
+                conn.session.peer().ip()
+            );
+            mark_closing(conn, key, &mut self.to_close);
+            if fatal {
+                return Err(io::Error::other(e.to_string()));
+            }
+        }
+        if conn.session.has_held() && !conn.in_commit {
+            conn.in_commit = true;
+            self.to_commit.push(key);
+        }
+        if !conn.session.pending_output().is_empty() || conn.session.is_done() {
+            self.queue_flush(key);
+        }
+        Ok(())
+    }
+
+    fn queue_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.in_flush
+        {
+            conn.in_flush = true;
+            self.to_flush.push(key);
+        }
+    }
+
+    /// The end-of-turn phase; see the module comment for its order.
+    fn end_turn(&mut self, now: Instant) -> io::Result<()> {
+        for &key in &self.to_commit {
+            self.conns[key].in_commit = false;
+        }
+        let mut ready = Vec::new();
+        self.app
+            .end_turn(&mut self.to_commit, &mut self.conns, &mut ready)?;
+        for key in ready {
+            self.queue_flush(key);
+        }
+        for key in std::mem::take(&mut self.to_flush) {
+            self.flush(key, now)?;
+        }
+        if now >= self.next_sweep {
+            self.sweep_stalled(now);
+            self.next_sweep = now + sweep_interval(self.config.stall_timeout);
+        }
+        self.close_marked();
+        Ok(())
+    }
+
+    /// Writes pending output within the turn's budget, holds WRITABLE interest
+    /// only while bytes remain, and resumes reading a paused connection whose
+    /// output drained.
+    fn flush(&mut self, key: usize, now: Instant) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        conn.in_flush = false;
+        if conn.closing {
+            return Ok(());
+        }
+        let mut budget = WRITE_BUDGET;
+        let mut blocked = false;
+        while !conn.session.pending_output().is_empty() {
+            if budget == 0 {
+                // Over budget: continue next turn (poll will not wait).
+                conn.in_flush = true;
+                self.to_flush.push(key);
+                break;
+            }
+            let pending = conn.session.pending_output();
+            let chunk = &pending[..pending.len().min(budget)];
+            let Some(io) = sort(conn.stream.write(chunk)) else {
+                continue;
+            };
+            match io {
+                Io::Done(n) => {
+                    conn.session.advance(n);
+                    conn.last_progress = now;
+                    budget -= n;
+                }
+                Io::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                // write() returning 0 for a non-empty buffer: the peer cannot take more.
+                Io::Eof | Io::Error(_) => {
+                    warn!(
+                        "action: send_reply | result: fail | ip: {} | error: peer stopped reading",
+                        conn.session.peer().ip()
+                    );
+                    mark_closing(conn, key, &mut self.to_close);
+                    break;
+                }
+            }
+        }
+        if conn.closing {
+            return Ok(());
+        }
+        if blocked != conn.writable {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            self.poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), interest)?;
+            conn.writable = blocked;
+        }
+        if conn.session.is_done() {
+            mark_closing(conn, key, &mut self.to_close);
+            return Ok(());
+        }
+        if conn.paused && conn.session.wants_input() {
+            conn.paused = false;
+            self.read(key, now)?;
+        }
+        Ok(())
+    }
+
+    /// Closes connections stuck mid-stream for longer than the stall timeout.
+    /// Runs a few times per timeout, not per event, so it costs O(connections)
+    /// per second at most.
+    fn sweep_stalled(&mut self, now: Instant) {
+        let limit = self.config.stall_timeout;
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.closing || conn.session.is_waiting_for_draw() {
+                continue;
+            }
+            let idle = now.saturating_duration_since(conn.last_progress);
+            if idle > limit {
+                warn!(
+                    "action: timeout | result: fail | ip: {} | idle: {} | error: no progress mid-stream; a partial batch is not stored",
+                    conn.session.peer().ip(),
+                    humantime::format_duration(Duration::from_millis(idle.as_millis() as u64))
+                );
+                mark_closing(conn, key, &mut self.to_close);
+            }
+        }
+    }
+
+    /// Frees every connection marked closing (deferred so that nothing frees a
+    /// connection still being handled this turn).
+    fn close_marked(&mut self) {
+        let conns = &self.conns;
+        self.to_commit.retain(|&key| !conns[key].closing);
+        self.to_flush.retain(|&key| !conns[key].closing);
+        for key in std::mem::take(&mut self.to_close) {
+            self.close(key);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(agency) = conn.session.agency() {
+            self.app.lottery.release(agency, key);
+        }
+        info!(
+            "action: close_connection | result: success | ip: {}",
+            conn.session.peer().ip()
+        );
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, make stored bets durable, tell peers what
+    /// is durable, close everything, each closed resource logged.
+    fn shutdown(mut self, signal: i32) -> io::Result<()> {
+        let name = if signal == SIGTERM {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        info!("action: shutdown | result: in_progress | signal: {name}");
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+            info!("action: close_listener | result: success");
+        }
+        // Commit what was received this turn and release its acks (best effort).
+        let mut ready = Vec::new();
+        self.app
+            .end_turn(&mut self.to_commit, &mut self.conns, &mut ready)?;
+        let now = Instant::now();
+        for key in ready {
+            self.queue_flush(key);
+        }
+        for key in std::mem::take(&mut self.to_flush) {
+            let _ = self.flush(key, now);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key);
+        }
+        self.app.store.commit()?;
+        info!(
+            "action: close_storage | result: success | file: {} | bets: {} | syncs: {}",
+            self.config.bets_file.display(),
+            self.app.store.committed(),
+            self.app.store.commits()
+        );
+        let _ = self.poll.registry().deregister(&mut self.signals);
+        info!("action: shutdown | result: success | signal: {name}");
+        Ok(())
+    }
+}
+
+fn mark_closing(conn: &mut Conn, key: usize, to_close: &mut Vec<usize>) {
+    if !conn.closing {
+        conn.closing = true;
+        to_close.push(key);
+    }
+}
+
+/// How often stalled connections are looked for.
+fn sweep_interval(stall_timeout: Duration) -> Duration {
+    (stall_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// A non-blocking listener with `SO_REUSEADDR` and the configured backlog
+/// (std and mio fix the backlog themselves, so socket2 builds it).
+fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}

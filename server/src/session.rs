@@ -1,0 +1,470 @@
+//! One connection's state machine, sans-IO: bytes in, output bytes and a
+//! verdict out. The poll loop owns the socket; this owns the progress.
+//!
+//! ```text
+//! Fresh --first byte < 0x20--> Agency --batch with end frame--> Ended --winners--> (close)
+//!   \--first byte >= 0x20--> Echo --line--> (close)
+//! ```
+//!
+//! Input is kept only while a batch (or echo line) is partial, so what a
+//! connection holds is bounded by one batch whatever the peer sends. Acks of a
+//! complete batch are *held* until the loop's next commit made them true, then
+//! *released* into the output.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use log::{debug, info, warn};
+use lottery_protocol::{
+    ACK_LEN, Ack, BatchHeader, END_ACK, FRAME_LEN, HEADER_LEN, HeaderError, Status, TooManyWinners,
+    decode_bet, encode_winners, is_end_frame,
+};
+
+use crate::lottery::{ClaimError, Lottery};
+use crate::storage::{Durable, Store};
+
+/// The longest echo line accepted, newline included.
+pub const MAX_ECHO_LINE: usize = 1024;
+/// A session stops taking input while this much output waits for its peer.
+pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// What a session needs from the rest of the server.
+pub struct App<W: Durable> {
+    pub lottery: Lottery,
+    pub store: Store<W>,
+}
+
+/// Access to sessions by key, for the end-of-turn release of acks and winners.
+pub trait Sessions {
+    fn session(&mut self, key: usize) -> Option<&mut Session>;
+}
+
+impl<W: Durable> App<W> {
+    pub fn new(agencies: u16, store: Store<W>) -> App<W> {
+        App {
+            lottery: Lottery::new(agencies),
+            store,
+        }
+    }
+
+    /// Once per loop turn, after every readable socket was drained: syncs the
+    /// storage, then releases the held acks of the sessions in `committed`
+    /// (drained), finishes the agencies whose end batch was among them and, when
+    /// the last one finished, runs the draw and queues every waiting agency's
+    /// winners. Keys of sessions that got output are pushed to `ready`.
+    ///
+    /// An `Err` is a storage failure: nothing was acked, and the server stops.
+    pub fn end_turn(
+        &mut self,
+        committed: &mut Vec<usize>,
+        sessions: &mut impl Sessions,
+        ready: &mut Vec<usize>,
+    ) -> io::Result<()> {
+        if self.store.uncommitted() > 0 {
+            self.store.commit()?;
+        }
+        let mut draw_due = false;
+        for key in committed.drain(..) {
+            let Some(session) = sessions.session(key) else {
+                continue;
+            };
+            if let Some(agency) = session.release_acks() {
+                draw_due |= self.lottery.finish(agency);
+            }
+            ready.push(key);
+        }
+        if draw_due {
+            info!("action: sorteo | result: success");
+            for (agency, key) in self.lottery.draw() {
+                if let Some(session) = sessions.session(key) {
+                    session.send_winners(self.lottery.winners(agency));
+                    ready.push(key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a session must close. Only `Storage` concerns more than its peer.
+#[derive(Debug)]
+pub enum SessionError {
+    Header(HeaderError),
+    Claim(ClaimError),
+    AgencyChanged { bound: u16, header: u16 },
+    EndNotLast { position: usize, frames: usize },
+    DataAfterEnd,
+    EchoLineTooLong,
+    ClosedMidBatch { pending: usize },
+    TooManyWinners(TooManyWinners),
+    Storage(io::Error),
+}
+
+impl SessionError {
+    /// The `action:` of the log line reporting it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            SessionError::EchoLineTooLong => "receive_message",
+            SessionError::TooManyWinners(_) => "send_winners",
+            SessionError::Storage(_) => "store_bets",
+            _ => "receive_batch",
+        }
+    }
+
+    /// A storage failure stops the server; anything else closes one connection.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, SessionError::Storage(_))
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Header(e) => write!(f, "bad header: {e}"),
+            SessionError::Claim(e) => write!(f, "agency refused: {e}"),
+            SessionError::AgencyChanged { bound, header } => write!(
+                f,
+                "header names agency {header} on a connection that speaks for agency {bound}"
+            ),
+            SessionError::EndNotLast { position, frames } => write!(
+                f,
+                "end frame at position {position} of a {frames}-frame batch; it must be last"
+            ),
+            SessionError::DataAfterEnd => write!(f, "data after the end frame"),
+            SessionError::EchoLineTooLong => {
+                write!(f, "echo line longer than {MAX_ECHO_LINE} bytes")
+            }
+            SessionError::ClosedMidBatch { pending } => write!(
+                f,
+                "peer closed with a partial batch of {pending} bytes; nothing of it is stored"
+            ),
+            SessionError::TooManyWinners(e) => write!(f, "{e}"),
+            SessionError::Storage(e) => write!(f, "storage failed: {e}"),
+        }
+    }
+}
+
+impl From<HeaderError> for SessionError {
+    fn from(e: HeaderError) -> SessionError {
+        SessionError::Header(e)
+    }
+}
+
+impl From<ClaimError> for SessionError {
+    fn from(e: ClaimError) -> SessionError {
+        SessionError::Claim(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing read yet: the first byte decides between a lottery stream and echo.
+    Fresh,
+    Echo,
+    /// Receiving batches; the first header binds the connection to its agency.
+    Agency,
+    /// The end batch is in: waiting for the draw, then for the winners to leave.
+    Ended,
+    /// Done: output drains, input is ignored, then the loop closes.
+    Closing,
+}
+
+pub struct Session {
+    key: usize,
+    peer: SocketAddr,
+    mode: Mode,
+    /// Bound by the first header; kept until the connection is gone.
+    agency: Option<u16>,
+    /// The partial batch or echo line, never a complete one.
+    input: Vec<u8>,
+    /// Acks of complete batches waiting for the commit that makes them true.
+    held: Vec<u8>,
+    /// The held acks end with the end ack.
+    held_end: bool,
+    output: Vec<u8>,
+    written: usize,
+}
+
+impl Session {
+    pub fn new(key: usize, peer: SocketAddr) -> Session {
+        Session {
+            key,
+            peer,
+            mode: Mode::Fresh,
+            agency: None,
+            input: Vec::new(),
+            held: Vec::new(),
+            held_end: false,
+            output: Vec::new(),
+            written: 0,
+        }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The agency this connection speaks for, once its first header named one.
+    pub fn agency(&self) -> Option<u16> {
+        self.agency
+    }
+
+    /// Consumes bytes read from the peer: every complete batch in them is stored
+    /// (buffered, not yet synced) and its acks held; a partial tail is kept.
+    /// An `Err` means: close this connection (and stop the server if fatal).
+    pub fn on_input<W: Durable>(
+        &mut self,
+        data: &[u8],
+        app: &mut App<W>,
+    ) -> Result<(), SessionError> {
+        if self.input.is_empty() {
+            // The common case: parse straight from the read buffer, keep only the tail.
+            let used = self.consume(data, app)?;
+            self.input.extend_from_slice(&data[used..]);
+        } else {
+            let mut input = std::mem::take(&mut self.input);
+            input.extend_from_slice(data);
+            let used = self.consume(&input, app)?;
+            input.drain(..used);
+            self.input = input;
+        }
+        Ok(())
+    }
+
+    /// The peer closed its side. A partial batch is an error (nothing of it was
+    /// stored); a partial echo line is echoed as it is.
+    pub fn on_eof(&mut self) -> Result<(), SessionError> {
+        match self.mode {
+            Mode::Echo if !self.input.is_empty() => {
+                let line = std::mem::take(&mut self.input);
+                self.reply_echo(&line);
+                Ok(())
+            }
+            Mode::Agency if !self.input.is_empty() => Err(SessionError::ClosedMidBatch {
+                pending: self.input.len(),
+            }),
+            _ => {
+                self.mode = Mode::Closing;
+                Ok(())
+            }
+        }
+    }
+
+    /// Consumes complete units from the start of `buf`; returns the bytes used.
+    fn consume<W: Durable>(&mut self, buf: &[u8], app: &mut App<W>) -> Result<usize, SessionError> {
+        let mut used = 0;
+        while let Some(&first) = buf.get(used) {
+            let rest = &buf[used..];
+            match self.mode {
+                Mode::Fresh => {
+                    // A header's first byte is the batch size's high byte: at most
+                    // 8137 >> 8 = 31. Anything printable is a line for the echo check.
+                    self.mode = if first < 0x20 {
+                        Mode::Agency
+                    } else {
+                        Mode::Echo
+                    };
+                }
+                Mode::Echo => {
+                    let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() >= MAX_ECHO_LINE {
+                            return Err(SessionError::EchoLineTooLong);
+                        }
+                        break;
+                    };
+                    if newline >= MAX_ECHO_LINE {
+                        return Err(SessionError::EchoLineTooLong);
+                    }
+                    self.reply_echo(&rest[..=newline]);
+                    used = buf.len(); // the check is one line; what follows is ignored
+                }
+                Mode::Agency => {
+                    let Some(&header) = rest.first_chunk::<HEADER_LEN>() else {
+                        break;
+                    };
+                    // Header and agency are checked as soon as the 4 bytes are in,
+                    // so a refused peer is not waited for until its body arrives.
+                    let header = BatchHeader::decode(header)?;
+                    self.bind(header.agency, app)?;
+                    let Some(body) = rest.get(HEADER_LEN..HEADER_LEN + header.batch_len as usize)
+                    else {
+                        break;
+                    };
+                    self.on_batch(header.agency, body, app)?;
+                    used += HEADER_LEN + body.len();
+                }
+                Mode::Ended => return Err(SessionError::DataAfterEnd),
+                Mode::Closing => used = buf.len(),
+            }
+        }
+        Ok(used)
+    }
+
+    /// Binds the connection to `agency` on its first header; later headers must
+    /// name the same agency.
+    fn bind<W: Durable>(&mut self, agency: u16, app: &mut App<W>) -> Result<(), SessionError> {
+        match self.agency {
+            None => {
+                app.lottery.claim(agency, self.key)?;
+                self.agency = Some(agency);
+                Ok(())
+            }
+            Some(bound) if bound == agency => Ok(()),
+            Some(bound) => Err(SessionError::AgencyChanged {
+                bound,
+                header: agency,
+            }),
+        }
+    }
+
+    /// Stores one complete batch of `agency` and holds its acks. The batch is
+    /// checked before anything of it is stored: a misplaced end frame rejects
+    /// it whole. A bet that cannot be stored is acked with its status instead.
+    fn on_batch<W: Durable>(
+        &mut self,
+        agency: u16,
+        body: &[u8],
+        app: &mut App<W>,
+    ) -> Result<(), SessionError> {
+        let (frames, _) = body.as_chunks::<FRAME_LEN>();
+        let ends = frames.last().is_some_and(is_end_frame);
+        let bets = &frames[..frames.len() - usize::from(ends)];
+        if let Some(position) = bets.iter().position(is_end_frame) {
+            return Err(SessionError::EndNotLast {
+                position: position + 1,
+                frames: frames.len(),
+            });
+        }
+        self.held.reserve(ACK_LEN * frames.len());
+        let mut rejected = 0;
+        let mut first_reason = None;
+        for frame in bets {
+            let ack = match decode_bet(frame, agency) {
+                Ok(bet) => {
+                    app.store.append(&bet).map_err(SessionError::Storage)?;
+                    app.lottery.record(&bet);
+                    debug!(
+                        "action: apuesta_almacenada | result: success | dni: {} | numero: {}",
+                        bet.document, bet.number
+                    );
+                    Ack::new(bet.document, bet.number, Status::Stored)
+                }
+                Err(rejection) => {
+                    rejected += 1;
+                    first_reason.get_or_insert(rejection.reason);
+                    Ack::new(
+                        rejection.document,
+                        rejection.number,
+                        rejection.reason.into(),
+                    )
+                }
+            };
+            self.held.extend_from_slice(&ack.encode());
+        }
+        match first_reason {
+            None => info!(
+                "action: apuesta_recibida | result: success | cantidad: {} | agencia: {agency}",
+                bets.len()
+            ),
+            Some(reason) => warn!(
+                "action: apuesta_recibida | result: fail | cantidad: {} | agencia: {agency} | rechazadas: {rejected} | error: {reason}",
+                bets.len()
+            ),
+        }
+        if ends {
+            self.held.extend_from_slice(&END_ACK);
+            self.held_end = true;
+            self.mode = Mode::Ended;
+            self.input = Vec::new(); // nothing more to read: give the buffer back
+        }
+        Ok(())
+    }
+
+    fn reply_echo(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        info!(
+            "action: receive_message | result: success | ip: {} | msg: {}",
+            self.peer.ip(),
+            text.trim_end_matches(['\n', '\r'])
+        );
+        self.output.extend_from_slice(line);
+        self.mode = Mode::Closing;
+    }
+
+    /// Acks are held waiting for a commit.
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The commit covering the held acks is done: they become output. Returns
+    /// the agency when they included its end ack (it has now finished).
+    pub fn release_acks(&mut self) -> Option<u16> {
+        if self.output.is_empty() {
+            std::mem::swap(&mut self.output, &mut self.held);
+        } else {
+            self.output.append(&mut self.held);
+        }
+        self.held.clear();
+        if std::mem::take(&mut self.held_end) {
+            self.agency()
+        } else {
+            None
+        }
+    }
+
+    /// Queues the winners message; the connection closes once it is written.
+    pub fn send_winners(&mut self, documents: &[u32]) {
+        if let Err(e) = encode_winners(documents, &mut self.output) {
+            // Unreachable with u32 documents of real bets in any sane round, but
+            // never send a truncated list: close without winners instead.
+            warn!(
+                "action: send_winners | result: fail | ip: {} | error: {}",
+                self.peer.ip(),
+                SessionError::TooManyWinners(e)
+            );
+        } else {
+            info!(
+                "action: send_winners | result: success | ip: {} | agencia: {} | cant_ganadores: {}",
+                self.peer.ip(),
+                self.agency().unwrap_or(0),
+                documents.len()
+            );
+        }
+        self.mode = Mode::Closing;
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending_output(&self) -> &[u8] {
+        &self.output[self.written..]
+    }
+
+    /// `n` bytes of [`Session::pending_output`] were written.
+    pub fn advance(&mut self, n: usize) {
+        self.written += n;
+        if self.written == self.output.len() {
+            self.output.clear();
+            self.written = 0;
+        }
+    }
+
+    /// False while so much output waits that reading more would only grow it:
+    /// the peer must read first (backpressure).
+    pub fn wants_input(&self) -> bool {
+        self.output.len() - self.written + self.held.len() < OUTPUT_HIGH_WATER
+            && self.mode != Mode::Closing
+    }
+
+    /// Everything is said: close now.
+    pub fn is_done(&self) -> bool {
+        self.mode == Mode::Closing && self.pending_output().is_empty() && self.held.is_empty()
+    }
+
+    /// Waiting for the draw, with nothing to write: not a stall, however long.
+    pub fn is_waiting_for_draw(&self) -> bool {
+        self.mode == Mode::Ended && self.pending_output().is_empty() && !self.has_held()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,392 @@
+//! Whole scenarios in memory (quinn's `Pair` idea): fake agencies and the
+//! server's sessions exchange bytes with no sockets; storage is a `Vec<u8>`.
+
+use std::collections::HashMap;
+
+use lottery_protocol::{
+    ACK_LEN, Ack, Bet, END_FRAME, FRAME_LEN, Reply, Status, decode_reply, decode_winners,
+    encode_batch,
+};
+
+use super::*;
+use crate::lottery::WINNING_NUMBER;
+use crate::storage::Store;
+
+/// The server side of a few connections, driven turn by turn as the loop does.
+struct Harness {
+    app: App<Vec<u8>>,
+    sessions: HashMap<usize, Session>,
+    committed: Vec<usize>,
+}
+
+impl Sessions for HashMap<usize, Session> {
+    fn session(&mut self, key: usize) -> Option<&mut Session> {
+        self.get_mut(&key)
+    }
+}
+
+impl Harness {
+    fn new(agencies: u16) -> Harness {
+        Harness {
+            app: App::new(agencies, Store::new(Vec::new())),
+            sessions: HashMap::new(),
+            committed: Vec::new(),
+        }
+    }
+
+    fn connect(&mut self, key: usize) {
+        let peer = format!("127.0.0.1:{}", 40000 + key).parse().unwrap();
+        self.sessions.insert(key, Session::new(key, peer));
+    }
+
+    fn feed(&mut self, key: usize, bytes: &[u8]) -> Result<(), SessionError> {
+        let session = self.sessions.get_mut(&key).unwrap();
+        let result = session.on_input(bytes, &mut self.app);
+        if session.has_held() && !self.committed.contains(&key) {
+            self.committed.push(key);
+        }
+        result
+    }
+
+    fn end_turn(&mut self) {
+        let mut ready = Vec::new();
+        self.app
+            .end_turn(&mut self.committed, &mut self.sessions, &mut ready)
+            .unwrap();
+    }
+
+    /// Everything the session has to write, as the socket would take it.
+    fn take_output(&mut self, key: usize) -> Vec<u8> {
+        let session = self.sessions.get_mut(&key).unwrap();
+        let out = session.pending_output().to_vec();
+        session.advance(out.len());
+        out
+    }
+
+    fn stored(&self) -> String {
+        String::from_utf8(self.app.store.sink().clone()).unwrap()
+    }
+}
+
+fn bets(agency: u16, count: u32, winners: &[u32]) -> Vec<Bet> {
+    (0..count)
+        .map(|i| {
+            let number = if winners.contains(&i) {
+                WINNING_NUMBER
+            } else {
+                i
+            };
+            Bet::new(
+                agency,
+                "Ana",
+                "Pérez",
+                agency as u32 * 1000 + i,
+                "1990-01-31",
+                number,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The client's stream: every bet then the end frame, in batches of `per_batch`.
+fn stream(agency: u16, bets: &[Bet], per_batch: usize) -> Vec<u8> {
+    let mut frames: Vec<[u8; FRAME_LEN]> = bets.iter().map(|b| b.view().encode()).collect();
+    frames.push(END_FRAME);
+    let mut out = Vec::new();
+    for chunk in frames.chunks(per_batch) {
+        encode_batch(agency, chunk, &mut out);
+    }
+    out
+}
+
+fn replies(bytes: &[u8]) -> Vec<Reply> {
+    let (records, rest) = bytes.as_chunks::<ACK_LEN>();
+    assert!(rest.is_empty(), "acks come in whole 9-byte records");
+    records.iter().map(decode_reply).collect()
+}
+
+fn stored_acks(bets: &[Bet]) -> Vec<Reply> {
+    bets.iter()
+        .map(|b| Reply::Ack(Ack::new(b.document, b.number, Status::Stored)))
+        .collect()
+}
+
+#[test]
+fn acks_wait_for_the_commit_then_the_draw_releases_winners() {
+    let mut h = Harness::new(2);
+    let (b1, b2) = (bets(1, 5, &[1, 3]), bets(2, 3, &[]));
+    h.connect(10);
+    h.connect(11);
+
+    h.feed(10, &stream(1, &b1, 3)).unwrap();
+    assert!(h.take_output(10).is_empty(), "no ack before the commit");
+    h.end_turn();
+    let mut want = stored_acks(&b1);
+    want.push(Reply::End);
+    assert_eq!(replies(&h.take_output(10)), want);
+    assert_eq!(h.stored().lines().count(), 5);
+    assert!(h.sessions[&10].is_waiting_for_draw());
+    assert!(!h.app.lottery.drawn());
+
+    h.feed(11, &stream(2, &b2, 103)).unwrap();
+    h.end_turn();
+    assert!(h.app.lottery.drawn());
+    let out = h.take_output(11);
+    let (acks, winners) = out.split_at(4 * ACK_LEN);
+    assert_eq!(replies(acks).last(), Some(&Reply::End));
+    assert_eq!(decode_winners(winners), Ok(Some((vec![], 2))));
+    let winners = h.take_output(10);
+    assert_eq!(decode_winners(&winners), Ok(Some((vec![1001, 1003], 10))));
+    assert!(h.sessions[&10].is_done() && h.sessions[&11].is_done());
+}
+
+/// However TCP splits the stream, the same rows are stored and the same acks go
+/// out: one byte at a time, and cut in two at every offset.
+#[test]
+fn any_split_of_the_stream_gives_the_same_result() {
+    let b = bets(1, 4, &[2]);
+    let bytes = stream(1, &b, 2); // batches: [b0 b1] [b2 b3] [end]
+    let run = |cuts: &[usize]| {
+        let mut h = Harness::new(1);
+        h.connect(1);
+        let mut from = 0;
+        for &cut in cuts.iter().chain([bytes.len()].iter()) {
+            h.feed(1, &bytes[from..cut]).unwrap();
+            from = cut;
+        }
+        h.end_turn();
+        (h.stored(), h.take_output(1))
+    };
+    let whole = run(&[]);
+    assert_eq!(whole.0.lines().count(), 4);
+    let one_by_one: Vec<usize> = (1..bytes.len()).collect();
+    assert_eq!(run(&one_by_one), whole);
+    for cut in 1..bytes.len() {
+        assert_eq!(run(&[cut]), whole, "cut at {cut}");
+    }
+}
+
+#[test]
+fn end_frame_alone_in_the_last_batch_is_acked() {
+    let mut h = Harness::new(1);
+    h.connect(1);
+    let b = bets(1, 4, &[]);
+    let bytes = stream(1, &b, 2); // [b0 b1] [b2 b3] [end]
+    assert_eq!(bytes.len(), 3 * 4 + 5 * FRAME_LEN);
+    h.feed(1, &bytes).unwrap();
+    h.end_turn();
+    let out = h.take_output(1);
+    let mut want = stored_acks(&b);
+    want.push(Reply::End);
+    assert_eq!(replies(&out[..5 * ACK_LEN]), want);
+    assert_eq!(decode_winners(&out[5 * ACK_LEN..]), Ok(Some((vec![], 2))));
+}
+
+#[test]
+fn rejected_bets_are_acked_with_their_status_and_not_stored() {
+    let mut h = Harness::new(300);
+    h.connect(1);
+    let good = Bet::new(300, "Ana", "Pérez", 7, "1990-01-31", 5).unwrap();
+    let mut wrong_agency = good.view().encode();
+    wrong_agency[0] = 45; // 300 & 0xff is 44
+    let mut bad_name = good.view().encode();
+    bad_name[1] = 0xff;
+    let mut bad_date = good.view().encode();
+    bad_date[65..75].copy_from_slice(b"1990-02-30");
+    let mut bytes = Vec::new();
+    encode_batch(
+        300,
+        &[
+            good.view().encode(),
+            wrong_agency,
+            bad_name,
+            bad_date,
+            END_FRAME,
+        ],
+        &mut bytes,
+    );
+    h.feed(1, &bytes).unwrap();
+    h.end_turn();
+    let statuses: Vec<Option<Status>> = replies(&h.take_output(1)[..5 * ACK_LEN])
+        .into_iter()
+        .map(|r| match r {
+            Reply::Ack(a) => Status::from_byte(a.status),
+            Reply::End => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            Some(Status::Stored),
+            Some(Status::AgencyMismatch),
+            Some(Status::InvalidName),
+            Some(Status::InvalidBirthdate),
+            None
+        ]
+    );
+    assert_eq!(h.stored(), "300,Ana,Pérez,7,1990-01-31,5\n");
+}
+
+#[test]
+fn protocol_errors_close_the_connection_and_store_nothing_of_the_batch() {
+    let b = bets(1, 2, &[]);
+    let frames: Vec<[u8; FRAME_LEN]> = b.iter().map(|b| b.view().encode()).collect();
+    let mut end_first = Vec::new();
+    encode_batch(1, &[END_FRAME, frames[0]], &mut end_first);
+    let mut other_agency = Vec::new();
+    encode_batch(1, &frames[..1], &mut other_agency);
+    encode_batch(2, &frames[1..], &mut other_agency);
+    let table: Vec<(Vec<u8>, &str, usize)> = vec![
+        (vec![0, 0, 0, 1], "bad header: batch size is 0", 0),
+        (
+            vec![0, 80, 0, 1],
+            "bad header: batch size 80 is not a multiple of 79",
+            0,
+        ),
+        (
+            vec![0x1f, 0xca, 0, 1],
+            "bad header: batch size 8138 is above the limit of 8137",
+            0,
+        ),
+        (
+            vec![0, 79, 0, 0],
+            "agency refused: agency 0 is not between 1 and 2",
+            0,
+        ),
+        (
+            vec![0, 79, 0, 3],
+            "agency refused: agency 3 is not between 1 and 2",
+            0,
+        ),
+        (
+            end_first,
+            "end frame at position 1 of a 2-frame batch; it must be last",
+            0,
+        ),
+        (
+            other_agency,
+            "header names agency 2 on a connection that speaks for agency 1",
+            1,
+        ),
+        (
+            [stream(1, &b, 3), vec![0]].concat(),
+            "data after the end frame",
+            2,
+        ),
+    ];
+    for (bytes, want, rows) in table {
+        let mut h = Harness::new(2);
+        h.connect(1);
+        let err = h.feed(1, &bytes).unwrap_err();
+        assert_eq!(err.to_string(), want);
+        assert!(!err.is_fatal());
+        h.end_turn();
+        assert_eq!(h.stored().lines().count(), rows, "{want}");
+    }
+}
+
+#[test]
+fn a_second_connection_for_a_live_or_finished_agency_is_refused() {
+    let mut h = Harness::new(2);
+    h.connect(1);
+    h.connect(2);
+    let b = bets(1, 1, &[]);
+    let mut first = Vec::new();
+    encode_batch(1, &[b[0].view().encode()], &mut first);
+    h.feed(1, &first).unwrap();
+    let err = h.feed(2, &first).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agency refused: agency 1 already has a live connection"
+    );
+    h.app.lottery.release(1, 1); // connection 1 dropped before its end frame
+    h.connect(3);
+    let mut end = Vec::new();
+    encode_batch(1, &[END_FRAME], &mut end);
+    h.feed(3, &end).unwrap();
+    h.end_turn();
+    h.connect(4);
+    let err = h.feed(4, &end).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agency refused: agency 1 already sent its end frame"
+    );
+    assert_eq!(h.app.lottery.stored(1), 1);
+}
+
+#[test]
+fn eof_mid_batch_stores_nothing_of_it() {
+    let mut h = Harness::new(1);
+    h.connect(1);
+    let bytes = stream(1, &bets(1, 3, &[]), 2);
+    let first_batch = 4 + 2 * FRAME_LEN;
+    h.feed(1, &bytes[..first_batch + 10]).unwrap();
+    let err = h.sessions.get_mut(&1).unwrap().on_eof().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "peer closed with a partial batch of 10 bytes; nothing of it is stored"
+    );
+    h.end_turn();
+    assert_eq!(h.stored().lines().count(), 2, "only the complete batch");
+    assert!(!h.app.lottery.drawn());
+}
+
+#[test]
+fn echo_lines() {
+    let mut h = Harness::new(1);
+    h.connect(1);
+    h.feed(1, b"[CLIENT 1] Message N\xc2\xb01").unwrap();
+    assert!(h.take_output(1).is_empty(), "waits for the newline");
+    h.feed(1, b"\nignored").unwrap();
+    assert_eq!(h.take_output(1), "[CLIENT 1] Message N°1\n".as_bytes());
+    assert!(h.sessions[&1].is_done());
+
+    h.connect(2);
+    h.feed(2, b"no newline").unwrap();
+    h.sessions.get_mut(&2).unwrap().on_eof().unwrap();
+    assert_eq!(h.take_output(2), b"no newline");
+
+    h.connect(3);
+    let err = h.feed(3, &[b'x'; MAX_ECHO_LINE]).unwrap_err();
+    assert_eq!(err.to_string(), "echo line longer than 1024 bytes");
+    h.connect(4);
+    assert!(
+        h.feed(4, &[b'x'; MAX_ECHO_LINE - 1]).is_ok(),
+        "1023 bytes and a newline fit"
+    );
+    h.feed(4, b"\n").unwrap();
+    assert_eq!(h.take_output(4).len(), MAX_ECHO_LINE);
+}
+
+#[test]
+fn input_stops_while_output_is_high_and_memory_stays_bounded() {
+    let mut h = Harness::new(1);
+    h.connect(1);
+    let b = bets(1, 103 * 80, &[]);
+    let mut frames: Vec<[u8; FRAME_LEN]> = b.iter().map(|b| b.view().encode()).collect();
+    frames.truncate(103 * 80);
+    let mut bytes = Vec::new();
+    for chunk in frames.chunks(103) {
+        encode_batch(1, chunk, &mut bytes);
+    }
+    let mut fed = 0;
+    while h.sessions[&1].wants_input() {
+        let take = (bytes.len() - fed).min(65536);
+        assert!(take > 0, "the whole stream fits under the high-water mark?");
+        h.feed(1, &bytes[fed..fed + take]).unwrap();
+        fed += take;
+        assert!(
+            h.sessions[&1].input.len() < 4 + 8137,
+            "at most one partial batch is kept"
+        );
+    }
+    h.end_turn();
+    assert!(
+        !h.sessions[&1].wants_input(),
+        "the peer must read its acks first"
+    );
+    let out = h.take_output(1);
+    assert!(out.len() >= OUTPUT_HIGH_WATER);
+    assert!(h.sessions[&1].wants_input());
+}
