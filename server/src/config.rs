@@ -296,7 +296,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_key_value_and_source() {
-        let table: &[(&str, Option<(&str, &str)>, &str)] = &[
+        type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a str);
+        let table: &[Case] = &[
             (
                 "[DEFAULT]\nSERVER_PORT = 99999\nSERVER_IP=\nSERVER_LISTEN_BACKLOG=5\nLOGGING_LEVEL=INFO",
                 None,

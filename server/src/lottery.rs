@@ -186,7 +186,7 @@ mod tests {
             Ok(()),
             "an unfinished agency may reconnect"
         );
-        assert_eq!(lottery.finish(2), false);
+        assert!(!lottery.finish(2));
         lottery.release(2, 12);
         assert_eq!(
             lottery.claim(2, 13),
@@ -212,11 +212,11 @@ mod tests {
         store(&mut lottery, 1, 13, WINNING_NUMBER);
         store(&mut lottery, 2, 21, 7575);
         store(&mut lottery, 3, 31, WINNING_NUMBER);
-        assert_eq!(lottery.finish(1), false);
-        assert_eq!(lottery.finish(3), false);
+        assert!(!lottery.finish(1));
+        assert!(!lottery.finish(3));
         lottery.release(3, 300); // agency 3 finished, then its connection dropped
         assert!(!lottery.drawn());
-        assert_eq!(lottery.finish(2), true);
+        assert!(lottery.finish(2));
         assert_eq!(lottery.draw(), vec![(1, 100), (2, 200)]);
         assert!(lottery.drawn());
         assert_eq!(lottery.winners(1), [11, 13]);
