@@ -1,1 +1,307 @@
-fn main() {}
+//! `client [--config PATH]`: one agency, in the mode its configuration names.
+
+use std::process::ExitCode;
+
+use client::agency::{Agency, Event};
+use client::config::{Config, Mode};
+use client::data::load_bets;
+use client::link::{Conversation, Link, Stop};
+use log::{Level, LevelFilter, debug, error, info, log, warn};
+use lottery_protocol::{Bet, Status};
+
+fn main() -> ExitCode {
+    simple_logger::SimpleLogger::new()
+        .with_level(LevelFilter::Trace)
+        .with_utc_timestamps()
+        .init()
+        .expect("the logger is installed once");
+    log::set_max_level(LevelFilter::Info);
+
+    let path = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
+        [] => "config.yaml".to_owned(),
+        [flag, path] if flag == "--config" => path.clone(),
+        _ => {
+            eprintln!("usage: client [--config PATH]   (default: ./config.yaml)");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        // Every key may come from the environment instead.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            error!("action: config | result: fail | file: {path} | error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match Config::parse(&text, |key| std::env::var(key).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            error!("action: config | result: fail | file: {path} | error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::set_max_level(config.log_level);
+    info!("action: config | result: success | {}", config.summary());
+    if let Some(asked) = config.batch_max_amount_clamped_from {
+        warn!(
+            "action: config | result: success | client_id: {} | warning: batch.maxAmount {asked} clamped to {} so that a batch stays under 8 kB",
+            config.id, config.batch_max_amount
+        );
+    }
+
+    let mut link = match Link::new() {
+        Ok(link) => link,
+        Err(e) => {
+            error!(
+                "action: start | result: fail | client_id: {} | error: {e}",
+                config.id
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let (action, result) = match config.mode {
+        Mode::Echo => ("receive_message", run_echo(&config, &mut link)),
+        Mode::Bet => ("apuesta_enviada", run_bet(&config, &mut link)),
+        Mode::Agency => ("consulta_ganadores", run_agency(&config, &mut link)),
+    };
+    if link.close() {
+        info!(
+            "action: close_socket | result: success | client_id: {}",
+            config.id
+        );
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Stop(Stop::Signal(name))) => {
+            info!(
+                "action: shutdown | result: success | client_id: {} | signal: {name}",
+                config.id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Stop(Stop::Io(e))) => {
+            error!(
+                "action: {action} | result: fail | client_id: {} | error: {e}",
+                config.id
+            );
+            ExitCode::FAILURE
+        }
+        Err(Failure::Input(action, e)) => {
+            error!(
+                "action: {action} | result: fail | client_id: {} | error: {e}",
+                config.id
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Stop(Stop),
+    /// The agency's own data is unusable; nothing was sent.
+    Input(&'static str, String),
+}
+
+impl From<Stop> for Failure {
+    fn from(stop: Stop) -> Failure {
+        Failure::Stop(stop)
+    }
+}
+
+/// Exercises 1-4: one connection per message, `loop.period` apart.
+fn run_echo(config: &Config, link: &mut Link) -> Result<(), Failure> {
+    for k in 1..=config.loop_amount {
+        link.connect(&config.server_address, config.connect_timeout)?;
+        let mut echo = Echo {
+            out: format!("[CLIENT {}] Message N°{k}\n", config.id).into_bytes(),
+            sent: 0,
+            reply: Vec::new(),
+        };
+        link.converse(&mut echo)?;
+        link.close();
+        info!(
+            "action: receive_message | result: success | client_id: {} | msg: {}",
+            config.id,
+            String::from_utf8_lossy(&echo.reply).trim_end()
+        );
+        if k < config.loop_amount {
+            link.sleep(config.loop_period)?;
+        }
+    }
+    info!(
+        "action: loop_finished | result: success | client_id: {}",
+        config.id
+    );
+    Ok(())
+}
+
+struct Echo {
+    out: Vec<u8>,
+    sent: usize,
+    reply: Vec<u8>,
+}
+
+impl Conversation for Echo {
+    fn to_send(&self) -> &[u8] {
+        &self.out[self.sent..]
+    }
+    fn sent(&mut self, n: usize) {
+        self.sent += n;
+    }
+    fn on_input(&mut self, data: &[u8]) -> Result<bool, Stop> {
+        self.reply.extend_from_slice(data);
+        Ok(self.reply.ends_with(b"\n"))
+    }
+}
+
+/// Exercise 5: the one bet in `NOMBRE`, `APELLIDO`, `DOCUMENTO`, `NACIMIENTO`, `NUMERO`.
+fn run_bet(config: &Config, link: &mut Link) -> Result<(), Failure> {
+    let var = |name: &'static str| {
+        std::env::var(name).map_err(|_| {
+            Failure::Input(
+                "apuesta_enviada",
+                format!("environment variable {name} is not set"),
+            )
+        })
+    };
+    let number = |name: &'static str| -> Result<u32, Failure> {
+        let value = var(name)?;
+        value.trim().parse().map_err(|_| {
+            Failure::Input(
+                "apuesta_enviada",
+                format!("{name} = {value:?} is not a whole number from 0 to 4294967295"),
+            )
+        })
+    };
+    let bet = Bet::new(
+        config.id,
+        &var("NOMBRE")?,
+        &var("APELLIDO")?,
+        number("DOCUMENTO")?,
+        &var("NACIMIENTO")?,
+        number("NUMERO")?,
+    )
+    .map_err(|e| Failure::Input("apuesta_enviada", e.to_string()))?;
+    send_bets(config, link, &[bet], Level::Info)
+}
+
+/// Exercises 6-8: the agency's file in batches, then its winners.
+fn run_agency(config: &Config, link: &mut Link) -> Result<(), Failure> {
+    let bets = load_bets(&config.agency_data_file, config.id)
+        .map_err(|e| Failure::Input("load_bets", e.to_string()))?;
+    info!(
+        "action: load_bets | result: success | client_id: {} | file: {} | cantidad: {}",
+        config.id,
+        config.agency_data_file.display(),
+        bets.len()
+    );
+    send_bets(config, link, &bets, Level::Debug)
+}
+
+/// Sends `bets` and the end frame, checks every ack, then reads the winners.
+/// Each stored bet is logged at `per_bet` level.
+fn send_bets(
+    config: &Config,
+    link: &mut Link,
+    bets: &[Bet],
+    per_bet: Level,
+) -> Result<(), Failure> {
+    link.connect(&config.server_address, config.connect_timeout)?;
+    let mut talk = AgencyTalk {
+        id: config.id,
+        bets,
+        agency: Agency::new(
+            config.id,
+            bets,
+            config.batch_max_amount,
+            config.batch_window,
+        ),
+        per_bet,
+        winners: None,
+    };
+    link.converse(&mut talk)?;
+    let winners = talk.winners.unwrap_or_default();
+    info!(
+        "action: consulta_ganadores | result: success | client_id: {} | cant_ganadores: {}",
+        config.id,
+        winners.len()
+    );
+    debug!(
+        "action: consulta_ganadores | result: success | client_id: {} | dni_ganadores: {winners:?}",
+        config.id
+    );
+    Ok(())
+}
+
+struct AgencyTalk<'a> {
+    id: u16,
+    bets: &'a [Bet],
+    agency: Agency,
+    per_bet: Level,
+    winners: Option<Vec<u32>>,
+}
+
+impl Conversation for AgencyTalk<'_> {
+    fn to_send(&self) -> &[u8] {
+        self.agency.to_send()
+    }
+    fn sent(&mut self, n: usize) {
+        self.agency.sent(n);
+    }
+    fn on_input(&mut self, data: &[u8]) -> Result<bool, Stop> {
+        let events = self
+            .agency
+            .on_input(data)
+            .map_err(|e| Stop::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        for event in events {
+            match event {
+                Event::BatchAcked {
+                    index,
+                    first,
+                    bets,
+                    rejected,
+                } => self.log_batch(index, first, bets, &rejected),
+                Event::Winners(winners) => self.winners = Some(winners),
+            }
+        }
+        Ok(self.agency.is_done())
+    }
+}
+
+impl AgencyTalk<'_> {
+    fn log_batch(&self, index: usize, first: usize, count: usize, rejected: &[(usize, u8)]) {
+        for (i, bet) in self.bets[first..first + count].iter().enumerate() {
+            if let Some(&(_, status)) = rejected.iter().find(|(r, _)| *r == first + i) {
+                let reason = Status::from_byte(status)
+                    .map_or_else(|| format!("status {status}"), |s| s.to_string());
+                warn!(
+                    "action: apuesta_enviada | result: fail | client_id: {} | dni: {} | numero: {} | error: {reason}",
+                    self.id, bet.document, bet.number
+                );
+            } else {
+                log!(
+                    self.per_bet,
+                    "action: apuesta_enviada | result: success | client_id: {} | dni: {} | numero: {}",
+                    self.id,
+                    bet.document,
+                    bet.number
+                );
+            }
+        }
+        if rejected.is_empty() {
+            info!(
+                "action: batch_enviado | result: success | client_id: {} | batch: {} | cantidad: {count}",
+                self.id,
+                index + 1
+            );
+        } else {
+            warn!(
+                "action: batch_enviado | result: fail | client_id: {} | batch: {} | cantidad: {count} | rechazadas: {}",
+                self.id,
+                index + 1,
+                rejected.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! A lottery agency. Sans-IO parts ([`config`], [`data`], [`agency`]) and the
+//! one piece that owns a socket ([`link`]).
+
+pub mod agency;
+pub mod config;
+pub mod data;
+pub mod link;
