@@ -4,4 +4,5 @@
 pub mod agency;
 pub mod config;
 pub mod data;
+pub mod generate;
 pub mod link;

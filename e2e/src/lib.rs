@@ -1,1 +1,321 @@
+//! Test harness: the real `server` and `client` binaries on loopback, and mock
+//! peers that speak raw bytes.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lottery_protocol::Bet;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e sits in the workspace")
+        .to_path_buf()
+}
+
+/// The course dataset beside the repository, when this machine has it.
+pub fn dataset() -> Option<PathBuf> {
+    let dir = root().join("../shared/datasets/tp0");
+    dir.join("agency-1.csv").is_file().then_some(dir)
+}
+
+/// Path of a workspace binary, built once per test process (same profile).
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root())
+            .args(["build", "--quiet", "-p", "server", "-p", "client"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root().join("target"), PathBuf::from);
+        target.join(if release { "release" } else { "debug" })
+    });
+    dir.join(name)
+}
+
+/// A fresh directory under the target dir for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = root()
+        .join("target/e2e")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Writes `bets` as an agency file and returns its path.
+pub fn write_agency_file(dir: &Path, agency: u16, bets: &[Bet]) -> PathBuf {
+    let path = dir.join(format!("agency-{agency}.csv"));
+    let file = std::fs::File::create(&path).expect("create agency file");
+    client::generate::write_csv(bets, file).expect("write agency file");
+    path
+}
+
+/// A running server with its log lines collected.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub bets_file: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+    new_line: Receiver<()>,
+}
+
+impl Server {
+    /// Starts the server on an ephemeral loopback port with `env` on top of a
+    /// config that waits for `agencies`; returns once it listens.
+    pub fn start(dir: &Path, agencies: u16, env: &[(&str, &str)]) -> Server {
+        let bets_file = dir.join("bets.csv");
+        let mut cmd = Command::new(binary("server"));
+        cmd.current_dir(dir)
+            .env("SERVER_IP", "127.0.0.1")
+            .env("SERVER_PORT", "0")
+            .env("SERVER_LISTEN_BACKLOG", "128")
+            .env("LOGGING_LEVEL", "INFO")
+            .env("AGENCIES", agencies.to_string())
+            .env("BETS_FILE", &bets_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("server starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, new_line) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let lines = Arc::clone(&lines);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    lines.lock().expect("lock").push(line);
+                    let _ = tx.send(());
+                }
+            });
+        }
+        let mut server = Server {
+            child,
+            port: 0,
+            bets_file,
+            lines,
+            new_line,
+        };
+        let listen = server.wait_for("action: listen | result: success", Duration::from_secs(10));
+        server.port = listen
+            .rsplit_once("address: ")
+            .and_then(|(_, a)| a.split(' ').next())
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("listen line names the port");
+        server
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
+    }
+
+    /// Lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.logs().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_count(needle, 1, timeout)
+    }
+
+    /// Waits until `n` log lines contain `needle`; returns the last of them.
+    pub fn wait_for_count(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<String> = self
+                .logs()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "no {n} server log lines with {needle:?} within {timeout:?}; log:\n{}",
+                    self.logs().join("\n")
+                );
+            }
+            let _ = self.new_line.recv_timeout(left);
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the server to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        wait_child(&mut self.child, timeout).unwrap_or_else(|| {
+            panic!(
+                "server still running after {timeout:?}; log:\n{}",
+                self.logs().join("\n")
+            )
+        })
+    }
+
+    /// The stored rows, each split in its 6 columns; panics on a malformed row.
+    pub fn stored_rows(&self) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(&self.bets_file).expect("bets file");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "the last row is complete"
+        );
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes());
+        csv.records()
+            .map(|r| {
+                let r = r.expect("well-formed CSV row");
+                assert_eq!(
+                    r.len(),
+                    6,
+                    "agency,first_name,last_name,document,birthdate,number: {r:?}"
+                );
+                r.iter().map(str::to_owned).collect()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls a child until it exits or `timeout` passes.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A client process with its own environment (no config file).
+pub fn client(server: &str, id: u16, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(binary("client"));
+    cmd.current_dir(std::env::temp_dir())
+        .args(["--config", "/nonexistent/config.yaml"])
+        .env("CLI_ID", id.to_string())
+        .env("CLI_SERVER_ADDRESS", server)
+        .env("CLI_LOG_LEVEL", "INFO")
+        .env("CLI_SERVER_CONNECTTIMEOUT", "5s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs a client to completion (at most `timeout`), returning its output.
+pub fn run(mut cmd: Command, timeout: Duration) -> Output {
+    let mut child = cmd.spawn().expect("client starts");
+    let status = wait_child(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("client output");
+    assert!(
+        status.is_some(),
+        "client still running after {timeout:?}:\n{}",
+        text(&output)
+    );
+    output
+}
+
+/// A process's stdout and stderr as one text.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The value of `key: value` in the first line containing `action`.
+pub fn field(log: &str, action: &str, key: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(action))?;
+    line.split(" | ").find_map(|part| {
+        part.trim()
+            .strip_prefix(&format!("{key}: "))
+            .map(str::to_owned)
+    })
+}
+
+/// A raw TCP peer for the cases no well-behaved client produces.
+pub struct Mock {
+    pub stream: TcpStream,
+}
+
+impl Mock {
+    pub fn connect(address: &str) -> Mock {
+        let stream = TcpStream::connect(address).expect("mock connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Mock { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("mock sends");
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn recv(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.stream.read_exact(&mut buf).expect("mock receives");
+        buf
+    }
+
+    /// True when the server closed the connection (EOF or reset) within the timeout.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}

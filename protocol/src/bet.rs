@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+/// The number that wins the draw (the exercise's fixed draw).
+pub const WINNING_NUMBER: u32 = 7574;
+
 /// Bytes a name occupies in a frame; longer names cannot be sent.
 pub const NAME_LEN: usize = 30;
 /// Bytes of a birthdate in a frame: ASCII `YYYY-MM-DD`.

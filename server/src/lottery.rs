@@ -4,10 +4,7 @@
 
 use std::fmt;
 
-use lottery_protocol::BetView;
-
-/// A bet wins when its number is this one.
-pub const WINNING_NUMBER: u32 = 7574;
+use lottery_protocol::{BetView, WINNING_NUMBER};
 
 #[derive(Debug, Default)]
 struct Agency {

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 
 use lottery_protocol::{
-    ACK_LEN, Ack, Bet, END_FRAME, FRAME_LEN, Reply, Status, decode_reply, decode_winners,
-    encode_batch,
+    ACK_LEN, Ack, Bet, END_FRAME, FRAME_LEN, Reply, Status, WINNING_NUMBER, decode_reply,
+    decode_winners, encode_batch,
 };
 
 use super::*;
-use crate::lottery::WINNING_NUMBER;
 use crate::storage::Store;
 
 /// The server side of a few connections, driven turn by turn as the loop does.
@@ -389,4 +388,53 @@ fn input_stops_while_output_is_high_and_memory_stays_bounded() {
     let out = h.take_output(1);
     assert!(out.len() >= OUTPUT_HIGH_WATER);
     assert!(h.sessions[&1].wants_input());
+}
+
+/// A poor man's fuzzer, deterministic so that it runs in CI: random byte
+/// streams, mostly well-framed, cut at random points. The session must never
+/// panic and never hold more than one partial batch.
+#[test]
+fn random_input_never_panics_and_memory_stays_bounded() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let good = bets(1, 3, &[1]);
+    for round in 0..2000 {
+        let mut h = Harness::new(3);
+        h.connect(1);
+        let mut bytes = Vec::new();
+        for _ in 0..rand(6) {
+            let mut frames: Vec<[u8; FRAME_LEN]> = (0..1 + rand(4))
+                .map(|i| match rand(4) {
+                    0 => END_FRAME,
+                    1 => std::array::from_fn(|_| rand(256) as u8),
+                    _ => good[i % 3].view().encode(),
+                })
+                .collect();
+            if rand(3) == 0 {
+                frames[0][1 + rand(70)] ^= 1 << rand(8);
+            }
+            encode_batch(1 + rand(3) as u16, &frames, &mut bytes);
+        }
+        for _ in 0..rand(3) {
+            let at = rand(bytes.len() + 1);
+            bytes.insert(at, rand(256) as u8);
+        }
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = 1 + rand(bytes.len() - at);
+            let result = h.feed(1, &bytes[at..at + n]);
+            at += n;
+            assert!(h.sessions[&1].input.len() < 4 + 8137, "round {round}");
+            if result.is_err() {
+                break;
+            }
+        }
+        let _ = h.sessions.get_mut(&1).unwrap().on_eof();
+        h.end_turn();
+    }
 }
