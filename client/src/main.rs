@@ -20,8 +20,13 @@ fn main() -> ExitCode {
     let path = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
         [] => "config.yaml".to_owned(),
         [flag, path] if flag == "--config" => path.clone(),
+        [cmd, agency, bets, winners, out] if cmd == "gen-data" => {
+            return gen_data(agency, bets, winners, out);
+        }
         _ => {
-            eprintln!("usage: client [--config PATH]   (default: ./config.yaml)");
+            eprintln!(
+                "usage: client [--config PATH]   (default: ./config.yaml)\n       client gen-data AGENCY BETS WINNERS OUT.csv"
+            );
             return ExitCode::from(2);
         }
     };
@@ -92,6 +97,35 @@ fn main() -> ExitCode {
                 "action: {action} | result: fail | client_id: {} | error: {e}",
                 config.id
             );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `client gen-data`: writes a deterministic agency file (see `generate`).
+fn gen_data(agency: &str, bets: &str, winners: &str, out: &str) -> ExitCode {
+    let (Ok(agency), Ok(bets), Ok(winners)) =
+        (agency.parse::<u16>(), bets.parse(), winners.parse())
+    else {
+        eprintln!("gen-data: AGENCY (1-65535), BETS and WINNERS are whole numbers");
+        return ExitCode::from(2);
+    };
+    if winners > bets {
+        eprintln!("gen-data: {winners} winners cannot be among {bets} bets");
+        return ExitCode::from(2);
+    }
+    let data = client::generate::agency_bets(agency, bets, winners, u64::from(agency));
+    let result = std::fs::File::create(out)
+        .and_then(|file| client::generate::write_csv(&data, std::io::BufWriter::new(file)));
+    match result {
+        Ok(()) => {
+            info!(
+                "action: gen_data | result: success | agency: {agency} | file: {out} | cantidad: {bets} | ganadores: {winners}"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("action: gen_data | result: fail | file: {out} | error: {e}");
             ExitCode::FAILURE
         }
     }
