@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use lottery_protocol::Bet;
 
+pub mod docker;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
