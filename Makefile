@@ -24,6 +24,12 @@ test:
 	cargo test --workspace
 .PHONY: test
 
+# Ingest benchmark (see the README): a table on stdout, figures and a chart
+# under target/bench/. Raises the descriptor limit for 10,000 agencies.
+bench:
+	ulimit -n $$(ulimit -Hn) && cargo run --release -q -p e2e --bin bench
+.PHONY: bench
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings

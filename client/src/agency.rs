@@ -140,6 +140,16 @@ impl Agency {
         }
     }
 
+    /// Bytes handed to the socket so far.
+    pub fn sent_bytes(&self) -> usize {
+        self.sent
+    }
+
+    /// Where batch `index` ends in the stream (compare with [`Agency::sent_bytes`]).
+    pub fn batch_end(&self, index: usize) -> usize {
+        self.plan[index].wire_end
+    }
+
     /// Batches in the stream.
     pub fn batches(&self) -> usize {
         self.plan.len()

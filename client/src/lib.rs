@@ -6,3 +6,4 @@ pub mod config;
 pub mod data;
 pub mod generate;
 pub mod link;
+pub mod load;

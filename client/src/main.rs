@@ -23,9 +23,10 @@ fn main() -> ExitCode {
         [cmd, agency, bets, winners, out] if cmd == "gen-data" => {
             return gen_data(agency, bets, winners, out);
         }
+        [cmd, args @ ..] if cmd == "load" => return load(args),
         _ => {
             eprintln!(
-                "usage: client [--config PATH]   (default: ./config.yaml)\n       client gen-data AGENCY BETS WINNERS OUT.csv"
+                "usage: client [--config PATH]   (default: ./config.yaml)\n       client gen-data AGENCY BETS WINNERS OUT.csv\n       client load ADDRESS AGENCIES BETS_PER_AGENCY [WINDOW [BETS_PER_BATCH]]"
             );
             return ExitCode::from(2);
         }
@@ -126,6 +127,60 @@ fn gen_data(agency: &str, bets: &str, winners: &str, out: &str) -> ExitCode {
         }
         Err(e) => {
             error!("action: gen_data | result: fail | file: {out} | error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `client load`: the load generator against a running server (see `load`).
+fn load(args: &[String]) -> ExitCode {
+    let parsed = (|| -> Option<client::load::LoadConfig> {
+        let [address, agencies, bets, rest @ ..] = args else {
+            return None;
+        };
+        Some(client::load::LoadConfig {
+            address: std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+                .ok()?
+                .next()?,
+            agencies: agencies.parse().ok()?,
+            bets_per_agency: bets.parse().ok()?,
+            winners_per_agency: 1,
+            window: rest.first().map_or(Some(8), |w| w.parse().ok())?,
+            per_batch: rest.get(1).map_or(Some(103), |b| b.parse().ok())?,
+            connecting_at_once: 256,
+            deadline: std::time::Duration::from_secs(600),
+        })
+    })();
+    let Some(config) = parsed else {
+        eprintln!("usage: client load ADDRESS AGENCIES BETS_PER_AGENCY [WINDOW [BETS_PER_BATCH]]");
+        return ExitCode::from(2);
+    };
+    match client::load::run(&config) {
+        Ok(report) if report.errors.is_empty() => {
+            info!(
+                "action: load | result: success | agencies: {} | bets: {} | seconds: {:.3} | bets_per_s: {:.0} | ack_p50_ms: {:.3} | ack_p99_ms: {:.3}",
+                report.agencies_done,
+                report.bets,
+                report.elapsed.as_secs_f64(),
+                report.bets_per_second(),
+                report.latency(0.5).as_secs_f64() * 1e3,
+                report.latency(0.99).as_secs_f64() * 1e3
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            for e in report.errors.iter().take(20) {
+                error!("action: load | result: fail | error: {e}");
+            }
+            error!(
+                "action: load | result: fail | agencies_done: {} | errors: {}",
+                report.agencies_done,
+                report.errors.len()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            error!("action: load | result: fail | error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -71,14 +70,29 @@ pub struct Server {
     child: Child,
     pub port: u16,
     pub bets_file: PathBuf,
-    lines: Arc<Mutex<Vec<String>>>,
-    new_line: Receiver<()>,
+    log: Log,
+}
+
+/// Where the server's log goes: collected from a pipe, or into a file (as a
+/// deployment would, and with no reader thread beside a benchmark).
+enum Log {
+    Pipe(Arc<Mutex<Vec<String>>>),
+    File(PathBuf),
 }
 
 impl Server {
     /// Starts the server on an ephemeral loopback port with `env` on top of a
     /// config that waits for `agencies`; returns once it listens.
     pub fn start(dir: &Path, agencies: u16, env: &[(&str, &str)]) -> Server {
+        Server::spawn(dir, agencies, env, None)
+    }
+
+    /// Like [`Server::start`], with the log written to `dir/server.log`.
+    pub fn start_logging_to_file(dir: &Path, agencies: u16, env: &[(&str, &str)]) -> Server {
+        Server::spawn(dir, agencies, env, Some(dir.join("server.log")))
+    }
+
+    fn spawn(dir: &Path, agencies: u16, env: &[(&str, &str)], log_file: Option<PathBuf>) -> Server {
         let bets_file = dir.join("bets.csv");
         let mut cmd = Command::new(binary("server"));
         cmd.current_dir(dir)
@@ -87,34 +101,40 @@ impl Server {
             .env("SERVER_LISTEN_BACKLOG", "128")
             .env("LOGGING_LEVEL", "INFO")
             .env("AGENCIES", agencies.to_string())
-            .env("BETS_FILE", &bets_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("BETS_FILE", &bets_file);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let log = match log_file {
+            Some(path) => {
+                let file = std::fs::File::create(&path).expect("log file");
+                cmd.stdout(file.try_clone().expect("log file")).stderr(file);
+                Log::File(path)
+            }
+            None => {
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+                Log::Pipe(Arc::new(Mutex::new(Vec::new())))
+            }
+        };
         let mut child = cmd.spawn().expect("server starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, new_line) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let lines = Arc::clone(&lines);
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    lines.lock().expect("lock").push(line);
-                    let _ = tx.send(());
-                }
-            });
+        if let Log::Pipe(lines) = &log {
+            for pipe in [
+                Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+                Box::new(child.stderr.take().expect("piped")),
+            ] {
+                let lines = Arc::clone(lines);
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                        lines.lock().expect("lock").push(line);
+                    }
+                });
+            }
         }
         let mut server = Server {
             child,
             port: 0,
             bets_file,
-            lines,
-            new_line,
+            log,
         };
         let listen = server.wait_for("action: listen | result: success", Duration::from_secs(10));
         server.port = listen
@@ -126,12 +146,23 @@ impl Server {
         server
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     pub fn logs(&self) -> Vec<String> {
-        self.lines.lock().expect("lock").clone()
+        match &self.log {
+            Log::Pipe(lines) => lines.lock().expect("lock").clone(),
+            Log::File(path) => std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        }
     }
 
     /// Lines containing `needle`.
@@ -156,14 +187,13 @@ impl Server {
             if found.len() >= n {
                 return found[n - 1].clone();
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if Instant::now() >= deadline {
                 panic!(
                     "no {n} server log lines with {needle:?} within {timeout:?}; log:\n{}",
                     self.logs().join("\n")
                 );
             }
-            let _ = self.new_line.recv_timeout(left);
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -621,3 +621,30 @@ fn the_winners_message_is_read_exactly() {
         "the server closes after the winners"
     );
 }
+
+#[test]
+fn two_hundred_agencies_from_the_load_generator() {
+    let dir = scratch("load200");
+    let mut server = Server::start(&dir, 200, &[("SERVER_LISTEN_BACKLOG", "512")]);
+    let config = client::load::LoadConfig {
+        address: server.address().parse().unwrap(),
+        agencies: 200,
+        bets_per_agency: 150,
+        winners_per_agency: 2,
+        per_batch: 50,
+        window: 4,
+        connecting_at_once: 64,
+        deadline: MINUTE,
+    };
+    let report = client::load::run(&config).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!((report.agencies_done, report.bets), (200, 200 * 150));
+    assert_eq!(
+        report.latencies.len(),
+        200 * 4,
+        "every batch (3 of bets, 1 with the end frame) acked"
+    );
+    server.wait_for("action: sorteo | result: success", MINUTE);
+    assert_eq!(server.count("action: sorteo"), 1);
+    assert_eq!(server.stored_rows().len(), 200 * 150);
+}
