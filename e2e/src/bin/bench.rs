@@ -5,7 +5,8 @@
 //! 1. roofline: the server's own storage code, no network — the same rows,
 //!    appended and synced in groups of the size the server achieved;
 //! 2. durable ingest through the real server binary for 5 to 10,000 concurrent
-//!    agencies driven by the load generator (one thread, many sockets);
+//!    agencies driven by the load generator (one thread, many sockets), the
+//!    median of three runs each;
 //! 3. memory per idle connection;
 //! 4. the 5-agency course dataset end to end with the real client binaries.
 
@@ -24,6 +25,8 @@ const AGENCIES: [u16; 4] = [5, 100, 1_000, 10_000];
 /// Bets per run, spread over the agencies (at least 20 each).
 const TOTAL_BETS: usize = 1_000_000;
 const IDLE_CONNECTIONS: usize = 10_000;
+/// Runs per agency count; the median (by ratio to the roofline) is reported.
+const REPEATS: usize = 3;
 
 struct Ingest {
     agencies: u16,
@@ -55,13 +58,20 @@ fn main() {
     let mut ingests = Vec::new();
     for agencies in AGENCIES {
         let per_agency = (TOTAL_BETS / usize::from(agencies)).max(20);
-        let ingest = ingest(&out, agencies, per_agency);
-        eprintln!(
-            "ingest {agencies:>6} agencies: {:>9.0} bets/s ({:.0}% of roofline)",
-            ingest.bets_per_s(),
-            100.0 * ingest.ratio()
-        );
-        ingests.push(ingest);
+        // The machine is shared and noisy: keep the median run by ratio.
+        let mut runs: Vec<Ingest> = (0..REPEATS)
+            .map(|_| {
+                let run = ingest(&out, agencies, per_agency);
+                eprintln!(
+                    "ingest {agencies:>6} agencies: {:>9.0} bets/s ({:.0}% of roofline)",
+                    run.bets_per_s(),
+                    100.0 * run.ratio()
+                );
+                run
+            })
+            .collect();
+        runs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+        ingests.push(runs.swap_remove(REPEATS / 2));
     }
     let idle = idle_memory(&out);
     let (dataset_label, dataset_seconds, dataset_roofline) = dataset_end_to_end(&out);
