@@ -23,17 +23,21 @@ impl BirthDate {
     /// that exists (`2001-02-29` does not). Returns `None` otherwise.
     pub fn parse(bytes: &[u8]) -> Option<BirthDate> {
         let raw: [u8; DATE_LEN] = bytes.try_into().ok()?;
-        let digits_at = |range: std::ops::Range<usize>| -> Option<u32> {
-            raw[range].iter().try_fold(0u32, |acc, &b| {
-                b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-            })
-        };
         if raw[4] != b'-' || raw[7] != b'-' {
             return None;
         }
-        let year = digits_at(0..4)?;
-        let month = digits_at(5..7)?;
-        let day = digits_at(8..10)?;
+        // Runs for every bet: plain arithmetic on the digit positions.
+        let mut value = [0u32; 3];
+        for (part, range) in value.iter_mut().zip([0..4, 5..7, 8..10]) {
+            for &byte in &raw[range] {
+                let digit = byte.wrapping_sub(b'0');
+                if digit > 9 {
+                    return None;
+                }
+                *part = *part * 10 + u32::from(digit);
+            }
+        }
+        let [year, month, day] = value;
         chrono::NaiveDate::from_ymd_opt(year as i32, month, day)?;
         Some(BirthDate(raw))
     }

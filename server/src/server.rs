@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{error, info, log, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -421,17 +421,21 @@ impl Server {
         self.to_commit.retain(|&key| !conns[key].closing);
         self.to_flush.retain(|&key| !conns[key].closing);
         for key in std::mem::take(&mut self.to_close) {
-            self.close(key);
+            self.close(key, log::Level::Debug);
         }
     }
 
-    fn close(&mut self, key: usize) {
+    /// Frees a connection. Logged at `level`: debug for the routine end of a
+    /// conversation (a log line costs more than a whole batch of bets, see the
+    /// README), info when shutdown closes it.
+    fn close(&mut self, key: usize, level: log::Level) {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(agency) = conn.session.agency() {
             self.app.lottery.release(agency, key);
         }
-        info!(
+        log!(
+            level,
             "action: close_connection | result: success | ip: {}",
             conn.session.peer().ip()
         );
@@ -463,7 +467,7 @@ impl Server {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.close(key);
+            self.close(key, log::Level::Info);
         }
         self.app.store.commit()?;
         info!(

@@ -424,7 +424,7 @@ impl Session {
                 SessionError::TooManyWinners(e)
             );
         } else {
-            info!(
+            debug!(
                 "action: send_winners | result: success | ip: {} | agencia: {} | cant_ganadores: {}",
                 self.peer.ip(),
                 self.agency().unwrap_or(0),
