@@ -79,6 +79,16 @@ pub struct Mounts {
     pub data_dir: Option<PathBuf>,
 }
 
+impl Mounts {
+    /// Agency files from `dir` instead of `./.data`.
+    pub fn data(dir: PathBuf) -> Mounts {
+        Mounts {
+            data_dir: Some(dir),
+            ..Mounts::default()
+        }
+    }
+}
+
 impl Deployment {
     /// Writes `dir/compose.yaml` with `./generar-compose.sh` for `clients` in
     /// `scenario`; the bets folder is `dir/bets`.

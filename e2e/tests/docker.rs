@@ -208,15 +208,7 @@ fn sigterm_to_a_client_the_server_and_both_exits_0() {
     for a in 1..=2 {
         write_agency_file(&data, a, &agency_bets(a, 50, 1, 1));
     }
-    let d = Deployment::generate(
-        &dir,
-        2,
-        "agency",
-        Mounts {
-            data_dir: Some(data),
-            ..Mounts::default()
-        },
-    );
+    let d = Deployment::generate(&dir, 2, "agency", Mounts::data(data));
     d.up(&["server", "client1"]);
     let deadline = std::time::Instant::now() + LONG;
     while !logs("client1").contains("action: batch_enviado") {
@@ -324,10 +316,7 @@ fn agencies_with_winners(name: &str, bets: usize, winners: &[usize]) {
         let agency = i as u16 + 1;
         write_agency_file(&data, agency, &agency_bets(agency, bets, w, 11));
     }
-    let mounts = Mounts {
-        data_dir: Some(data),
-        ..Mounts::default()
-    };
+    let mounts = Mounts::data(data);
     let d = Deployment::generate(&dir, winners.len(), "agency", mounts);
     d.up(&[]);
     assert_eq!(d.wait_clients(LONG), vec![0; winners.len()]);
@@ -374,15 +363,7 @@ fn the_course_dataset_in_compose() {
     };
     let dir = scratch("docker-dataset");
     let data = data.canonicalize().unwrap();
-    let d = Deployment::generate(
-        &dir,
-        5,
-        "agency",
-        Mounts {
-            data_dir: Some(data),
-            ..Mounts::default()
-        },
-    );
+    let d = Deployment::generate(&dir, 5, "agency", Mounts::data(data));
     d.up(&[]);
     assert_eq!(d.wait_clients(LONG), [0; 5]);
     let (server, clients) = all_logs(&d);
