@@ -648,3 +648,32 @@ fn two_hundred_agencies_from_the_load_generator() {
     assert_eq!(server.count("action: sorteo"), 1);
     assert_eq!(server.stored_rows().len(), 200 * 150);
 }
+
+#[test]
+fn peers_waiting_in_the_backlog_are_accepted_once_descriptors_free_up() {
+    let dir = scratch("emfile");
+    let mut server = Server::start(&dir, 1, &[]);
+    // Leave the server a handful of descriptors beyond the ones it holds.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .count();
+    let limit = (open + 3).to_string();
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &server.pid().to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut peers: Vec<Mock> = (0..8).map(|_| Mock::connect(&server.address())).collect();
+    server.wait_for("action: accept_connections | result: fail", MINUTE);
+    for (i, peer) in peers.iter_mut().enumerate() {
+        peer.send(format!("peer {i}\n").as_bytes());
+    }
+    for (i, peer) in peers.iter_mut().enumerate() {
+        let want = format!("peer {i}\n");
+        assert_eq!(peer.recv(want.len()), want.as_bytes(), "peer {i} is served");
+    }
+}

@@ -92,6 +92,10 @@ pub struct Server {
     to_flush: Vec<usize>,
     /// Connections to free at the end of this turn.
     to_close: Vec<usize>,
+    /// The last accept failed (out of descriptors) with peers still waiting in
+    /// the backlog; the edge-triggered listener will not say so again, so
+    /// accepting is retried whenever a connection is freed.
+    accept_backlogged: bool,
     next_sweep: Instant,
 }
 
@@ -139,6 +143,7 @@ impl Server {
             to_commit: Vec::new(),
             to_flush: Vec::new(),
             to_close: Vec::new(),
+            accept_backlogged: false,
         })
     }
 
@@ -221,12 +226,17 @@ impl Server {
                     });
                 }
                 // The backlog is empty until the next event.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_backlogged = false;
+                    return;
+                }
                 // Interrupted by a signal: try again.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // EMFILE and friends: the peer waits in the backlog; say why.
+                // EMFILE and friends: the peer waits in the backlog until a
+                // connection is freed; say why.
                 Err(e) => {
                     error!("action: accept_connections | result: fail | error: {e}");
+                    self.accept_backlogged = true;
                     return;
                 }
             }
@@ -237,7 +247,7 @@ impl Server {
     /// session. Only a storage failure is returned; peer errors close the peer.
     fn read(&mut self, key: usize, now: Instant) -> io::Result<()> {
         let Some(conn) = self.conns.get_mut(key) else {
-            return Ok(()); // an event for a connection freed this turn
+            return Ok(()); // a key no longer in use: nothing to do
         };
         if conn.closing {
             return Ok(());
@@ -318,7 +328,10 @@ impl Server {
             self.sweep_stalled(now);
             self.next_sweep = now + sweep_interval(self.config.stall_timeout);
         }
-        self.close_marked();
+        let freed = self.close_marked();
+        if freed && self.accept_backlogged {
+            self.accept(now);
+        }
         Ok(())
     }
 
@@ -415,14 +428,16 @@ impl Server {
     }
 
     /// Frees every connection marked closing (deferred so that nothing frees a
-    /// connection still being handled this turn).
-    fn close_marked(&mut self) {
+    /// connection still being handled this turn); returns whether any was.
+    fn close_marked(&mut self) -> bool {
         let conns = &self.conns;
         self.to_commit.retain(|&key| !conns[key].closing);
         self.to_flush.retain(|&key| !conns[key].closing);
-        for key in std::mem::take(&mut self.to_close) {
+        let closing = std::mem::take(&mut self.to_close);
+        for &key in &closing {
             self.close(key, log::Level::Debug);
         }
+        !closing.is_empty()
     }
 
     /// Frees a connection. Logged at `level`: debug for the routine end of a
