@@ -62,6 +62,13 @@ impl Store<File> {
             .write(true)
             .truncate(true)
             .open(path)?;
+        // The new file's name (and the kept round's) must survive a crash too:
+        // fdatasync on the file does not cover its directory entry.
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
         Ok((Store::new(file), kept))
     }
 }
