@@ -101,10 +101,6 @@ impl BatchHeader {
             _ => Ok(BatchHeader { batch_len, agency }),
         }
     }
-
-    pub fn frames(&self) -> usize {
-        self.batch_len as usize / FRAME_LEN
-    }
 }
 
 /// Appends one batch of `frames` (1 to 103 frames) for `agency`: its header,
@@ -112,13 +108,6 @@ impl BatchHeader {
 pub fn encode_batch(agency: u16, frames: &[[u8; FRAME_LEN]], out: &mut Vec<u8>) {
     out.extend_from_slice(&BatchHeader::for_frames(frames.len(), agency).encode());
     out.extend_from_slice(frames.as_flattened());
-}
-
-/// A decoded frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Frame<'a> {
-    Bet(BetView<'a>),
-    End,
 }
 
 /// Is this frame exactly the end frame?
@@ -166,18 +155,8 @@ impl fmt::Display for RejectReason {
     }
 }
 
-/// Decodes one frame of a batch whose header named `agency`.
-///
-/// The end frame is recognised only in its exact form; anything else is read as
-/// a bet, and a bet that cannot be stored is returned as a [`Rejection`].
-pub fn decode_frame(frame: &[u8; FRAME_LEN], agency: u16) -> Result<Frame<'_>, Rejection> {
-    if is_end_frame(frame) {
-        return Ok(Frame::End);
-    }
-    decode_bet(frame, agency).map(Frame::Bet)
-}
-
-/// Decodes a frame known not to be the end frame as a bet of `agency`.
+/// Decodes a frame that [`is_end_frame`] rejected as a bet of the batch whose
+/// header named `agency`; a bet that cannot be stored is a [`Rejection`].
 pub fn decode_bet(frame: &[u8; FRAME_LEN], agency: u16) -> Result<BetView<'_>, Rejection> {
     let u32_at = |at: usize| u32::from_be_bytes(frame[at..at + 4].try_into().expect("4 bytes"));
     let document = u32_at(DOCUMENT_AT);
@@ -293,7 +272,7 @@ mod tests {
     fn bet_frame_round_trips() {
         let bet = bet();
         let frame = bet.view().encode();
-        assert_eq!(decode_frame(&frame, 300), Ok(Frame::Bet(bet.view())));
+        assert_eq!(decode_bet(&frame, 300), Ok(bet.view()));
     }
 
     #[test]
@@ -301,7 +280,7 @@ mod tests {
         let name = "ü".repeat(15); // 30 bytes, no padding at all
         let bet = Bet::new(7, &name, &name, u32::MAX, "2000-02-29", 0).unwrap();
         let frame = bet.view().encode();
-        assert_eq!(decode_frame(&frame, 7), Ok(Frame::Bet(bet.view())));
+        assert_eq!(decode_bet(&frame, 7), Ok(bet.view()));
     }
 
     #[test]
@@ -319,7 +298,7 @@ mod tests {
         straddle[30] = 0xc3;
         straddle[31] = 0xa9;
         assert_eq!(
-            decode_frame(&straddle, 300).unwrap_err().reason,
+            decode_bet(&straddle, 300).unwrap_err().reason,
             RejectReason::InvalidName {
                 field: "first name"
             }
@@ -327,13 +306,13 @@ mod tests {
         let mut bad_last = good;
         bad_last[31] = 0xa9; // a lone continuation byte
         assert_eq!(
-            decode_frame(&bad_last, 300).unwrap_err().reason,
+            decode_bet(&bad_last, 300).unwrap_err().reason,
             RejectReason::InvalidName { field: "last name" }
         );
         let mut nul_inside = good;
         nul_inside[2] = 0;
         assert_eq!(
-            decode_frame(&nul_inside, 300).unwrap_err().reason,
+            decode_bet(&nul_inside, 300).unwrap_err().reason,
             RejectReason::InvalidName {
                 field: "first name"
             }
@@ -344,13 +323,12 @@ mod tests {
     fn end_frame() {
         assert_eq!(&END_FRAME[..11], b"END_MESSAGE");
         assert!(END_FRAME[11..].iter().all(|&b| b == 0));
-        assert_eq!(decode_frame(&END_FRAME, 1), Ok(Frame::End));
-        assert_eq!(decode_frame(&END_FRAME, 69), Ok(Frame::End));
+        assert!(is_end_frame(&END_FRAME));
         // END_MESSAGE with trailing garbage is no end frame: it is a bet, and a bad one.
         let mut almost = END_FRAME;
         almost[78] = 1;
         assert!(!is_end_frame(&almost));
-        assert!(decode_frame(&almost, u16::from(b'E')).is_err());
+        assert!(decode_bet(&almost, u16::from(b'E')).is_err());
     }
 
     #[test]
@@ -404,10 +382,10 @@ mod tests {
             ),
         ];
         for (i, (frame, agency, reason)) in table.into_iter().enumerate() {
-            let got = decode_frame(&frame, agency);
+            let got = decode_bet(&frame, agency);
             if i == 0 {
                 // Header 44 and frame byte 44 agree: the low byte is what is compared.
-                assert!(matches!(got, Ok(Frame::Bet(b)) if b.agency == 44));
+                assert!(matches!(got, Ok(b) if b.agency == 44));
                 continue;
             }
             assert_eq!(

@@ -24,8 +24,7 @@ mod winners;
 pub use ack::{ACK_LEN, Ack, END_ACK, Reply, Status, decode_reply};
 pub use bet::{Bet, BetError, BetView, BirthDate, NAME_LEN, WINNING_NUMBER};
 pub use frame::{
-    BatchHeader, END_FRAME, FRAME_LEN, Frame, HEADER_LEN, HeaderError, MAX_BATCH_LEN,
-    MAX_BETS_PER_BATCH, RejectReason, Rejection, decode_bet, decode_frame, encode_batch,
-    is_end_frame,
+    BatchHeader, END_FRAME, FRAME_LEN, HEADER_LEN, HeaderError, MAX_BATCH_LEN, MAX_BETS_PER_BATCH,
+    RejectReason, Rejection, decode_bet, encode_batch, is_end_frame,
 };
 pub use winners::{MAX_WINNERS, TooManyWinners, WinnersError, decode_winners, encode_winners};

@@ -371,9 +371,18 @@ impl Server {
                     break;
                 }
                 // write() returning 0 for a non-empty buffer: the peer cannot take more.
-                Io::Eof | Io::Error(_) => {
+                Io::Eof => {
                     warn!(
                         "action: send_reply | result: fail | ip: {} | error: peer stopped reading",
+                        conn.session.peer().ip()
+                    );
+                    mark_closing(conn, key, &mut self.to_close);
+                    break;
+                }
+                // EPIPE, ECONNRESET, ...: this peer is gone; say how.
+                Io::Error(e) => {
+                    warn!(
+                        "action: send_reply | result: fail | ip: {} | error: {e}",
                         conn.session.peer().ip()
                     );
                     mark_closing(conn, key, &mut self.to_close);

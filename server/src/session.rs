@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 
 use log::{debug, info, warn};
 use lottery_protocol::{
-    ACK_LEN, Ack, BatchHeader, END_ACK, FRAME_LEN, HEADER_LEN, HeaderError, Status, TooManyWinners,
-    decode_bet, encode_winners, is_end_frame,
+    ACK_LEN, Ack, BatchHeader, END_ACK, FRAME_LEN, HEADER_LEN, HeaderError, Status, decode_bet,
+    encode_winners, is_end_frame,
 };
 
 use crate::lottery::{ClaimError, Lottery};
@@ -97,7 +97,6 @@ pub enum SessionError {
     DataAfterEnd,
     EchoLineTooLong,
     ClosedMidBatch { pending: usize },
-    TooManyWinners(TooManyWinners),
     Storage(io::Error),
 }
 
@@ -106,7 +105,6 @@ impl SessionError {
     pub fn action(&self) -> &'static str {
         match self {
             SessionError::EchoLineTooLong => "receive_message",
-            SessionError::TooManyWinners(_) => "send_winners",
             SessionError::Storage(_) => "store_bets",
             _ => "receive_batch",
         }
@@ -139,7 +137,6 @@ impl fmt::Display for SessionError {
                 f,
                 "peer closed with a partial batch of {pending} bytes; nothing of it is stored"
             ),
-            SessionError::TooManyWinners(e) => write!(f, "{e}"),
             SessionError::Storage(e) => write!(f, "storage failed: {e}"),
         }
     }
@@ -419,9 +416,8 @@ impl Session {
             // Unreachable with u32 documents of real bets in any sane round, but
             // never send a truncated list: close without winners instead.
             warn!(
-                "action: send_winners | result: fail | ip: {} | error: {}",
-                self.peer.ip(),
-                SessionError::TooManyWinners(e)
+                "action: send_winners | result: fail | ip: {} | error: {e}",
+                self.peer.ip()
             );
         } else {
             debug!(
