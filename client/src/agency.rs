@@ -1,15 +1,17 @@
 //! One agency's conversation with the server, sans-IO: it says which bytes to
 //! send next and checks every byte that comes back.
 //!
-//! The stream is every bet then the end frame, cut into batches of `per_batch`
-//! frames. Up to `window` batches are in flight; acks come back in order, one
-//! per bet, then the end ack, then the winners message.
+//! The stream is the header, then every bet and the end frame, cut into
+//! batches of `per_batch` frames (the header rides with the first batch). Up
+//! to `window` batches are in flight; acks come back in order, one per bet,
+//! then the end ack, then the winners message. With `window` 1 this is the
+//! reference client's stop-and-wait.
 
 use std::fmt;
 
 use lottery_protocol::{
-    ACK_LEN, Bet, END_FRAME, FRAME_LEN, HEADER_LEN, MAX_BETS_PER_BATCH, Reply, Status,
-    WinnersError, decode_reply, decode_winners, encode_batch,
+    ACK_LEN, Bet, FRAME_LEN, HEADER_LEN, Header, MAX_BETS_PER_BATCH, Reply, Status, WinnersError,
+    decode_reply, decode_winners, encode_stream,
 };
 
 /// Something the server said that a correct server would not.
@@ -86,7 +88,7 @@ struct BatchPlan {
 pub struct Agency {
     /// (document, number) of each bet, what its ack must repeat.
     expected: Vec<(u32, u32)>,
-    /// Every batch, headers included, ready to send.
+    /// The header and every batch, ready to send.
     wire: Vec<u8>,
     plan: Vec<BatchPlan>,
     window: usize,
@@ -109,21 +111,23 @@ impl Agency {
     /// (clamped to 1..=103), with up to `window` batches in flight.
     pub fn new(agency: u16, bets: &[Bet], per_batch: usize, window: usize) -> Agency {
         let per_batch = per_batch.clamp(1, MAX_BETS_PER_BATCH);
-        let mut frames: Vec<[u8; FRAME_LEN]> = bets.iter().map(|b| b.view().encode()).collect();
-        frames.push(END_FRAME);
-        let mut wire = Vec::with_capacity(
-            frames.len() * FRAME_LEN + frames.len().div_ceil(per_batch) * HEADER_LEN,
-        );
-        let mut plan = Vec::new();
-        for chunk in frames.chunks(per_batch) {
-            encode_batch(agency, chunk, &mut wire);
-            let ends = chunk.last() == Some(&END_FRAME);
-            plan.push(BatchPlan {
-                wire_end: wire.len(),
-                bets: chunk.len() - usize::from(ends),
-                ends,
-            });
-        }
+        let frames: Vec<[u8; FRAME_LEN]> = bets.iter().map(|b| b.view().encode()).collect();
+        let mut wire = Vec::new();
+        encode_stream(Header::new(per_batch, agency), &frames, &mut wire);
+        // Batch i is frames [i * per_batch, (i + 1) * per_batch) of the bets
+        // and the end frame; the last one is shorter and holds the end frame.
+        let total = bets.len() + 1;
+        let plan = (0..total.div_ceil(per_batch))
+            .map(|i| {
+                let end = ((i + 1) * per_batch).min(total);
+                let ends = end == total;
+                BatchPlan {
+                    wire_end: HEADER_LEN + end * FRAME_LEN,
+                    bets: end - i * per_batch - usize::from(ends),
+                    ends,
+                }
+            })
+            .collect();
         Agency {
             expected: bets.iter().map(|b| (b.document, b.number)).collect(),
             wire,
@@ -271,7 +275,7 @@ mod tests {
         let b = bets(5);
         let mut agency = Agency::new(1, &b, 2, 2); // batches [b0 b1] [b2 b3] [b4 end]
         assert_eq!(agency.batches(), 3);
-        let two_batches = 2 * (HEADER_LEN + 2 * FRAME_LEN);
+        let two_batches = HEADER_LEN + 2 * 2 * FRAME_LEN;
         assert_eq!(agency.to_send().len(), two_batches);
         agency.sent(two_batches);
         assert!(agency.to_send().is_empty(), "window full");
@@ -285,7 +289,11 @@ mod tests {
                 rejected: vec![]
             }]
         );
-        assert_eq!(agency.to_send().len(), HEADER_LEN + 2 * FRAME_LEN);
+        assert_eq!(
+            agency.to_send().len(),
+            2 * FRAME_LEN,
+            "one header per connection"
+        );
     }
 
     #[test]
@@ -385,5 +393,59 @@ mod tests {
                 rejected: vec![(0, Status::InvalidBirthdate as u8)]
             }]
         );
+    }
+
+    /// The reference captures in `shared/wire`, when this machine has them: from
+    /// the same agency file and batch size this conversation sends exactly the
+    /// reference client's bytes, and reads the reference server's answer,
+    /// whole or one byte at a time, to the agency's winners.
+    #[test]
+    fn the_reference_captures_byte_for_byte() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/wire");
+        if !dir.join("agency-1.csv").is_file() {
+            eprintln!("skipped: no {}", dir.display());
+            return;
+        }
+        let read = |name: String| std::fs::read(dir.join(name)).unwrap();
+        for (id, per_batch, winners) in [(1u16, 2, vec![30904465, 7]), (2, 103, vec![20333444])] {
+            let bets = crate::data::load_bets(&dir.join(format!("agency-{id}.csv")), id).unwrap();
+            let mut agency = Agency::new(id, &bets, per_batch, 1);
+            let mut sent = Vec::new();
+            let reply = read(format!("agency-{id}.server-to-client.bin"));
+            let mut fed = 0;
+            // Stop-and-wait, as the reference: send what the window allows, then
+            // feed the server's answer until it frees the window again.
+            while !agency.is_done() {
+                let out = agency.to_send().to_vec();
+                agency.sent(out.len());
+                sent.extend(out);
+                loop {
+                    let events = agency.on_input(&reply[fed..fed + 1]).unwrap();
+                    fed += 1;
+                    if let Some(Event::Winners(got)) = events.last() {
+                        assert_eq!(*got, winners);
+                    }
+                    if !events.is_empty() {
+                        break;
+                    }
+                }
+            }
+            assert_eq!(
+                sent,
+                read(format!("agency-{id}.client-to-server.bin")),
+                "agency {id}"
+            );
+            assert_eq!(fed, reply.len());
+            let mut whole = Agency::new(id, &bets, per_batch, 103);
+            assert_eq!(
+                whole.to_send().len(),
+                sent.len(),
+                "a wide window sends it all"
+            );
+            let n = whole.to_send().len();
+            whole.sent(n);
+            let events = whole.on_input(&reply).unwrap();
+            assert_eq!(events.last(), Some(&Event::Winners(winners)));
+        }
     }
 }

@@ -8,9 +8,10 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use lottery_protocol::Bet;
+use lottery_protocol::{Bet, FRAME_LEN, Header};
 
 pub mod docker;
+pub mod reference;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -310,6 +311,16 @@ pub fn field(log: &str, action: &str, key: &str) -> Option<String> {
             .strip_prefix(&format!("{key}: "))
             .map(str::to_owned)
     })
+}
+
+/// The start of a connection's stream as sent on the wire: the header for
+/// batches of `per_batch` bets, then `frames` as they are (no end frame added).
+pub fn raw_stream(agency: u16, per_batch: usize, frames: &[[u8; FRAME_LEN]]) -> Vec<u8> {
+    [
+        &Header::new(per_batch, agency).encode()[..],
+        frames.as_flattened(),
+    ]
+    .concat()
 }
 
 /// A raw TCP peer for the cases no well-behaved client produces.

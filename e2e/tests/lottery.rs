@@ -7,7 +7,6 @@ use client::generate::agency_bets;
 use e2e::*;
 use lottery_protocol::{
     ACK_LEN, Ack, Bet, END_ACK, END_FRAME, FRAME_LEN, Reply, Status, decode_reply, decode_winners,
-    encode_batch,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -164,11 +163,10 @@ fn rejected_bets_get_their_status_and_are_not_stored() {
     bad_name[31..61].fill(0);
     let mut bad_date = good.view().encode();
     bad_date[65..75].copy_from_slice(b"1990-13-01");
-    let mut bytes = Vec::new();
-    encode_batch(
+    let bytes = raw_stream(
         2,
+        4,
         &[good.view().encode(), bad_agency, bad_name, bad_date],
-        &mut bytes,
     );
     let mut mock = Mock::connect(&server.address());
     mock.send(&bytes);
@@ -207,17 +205,13 @@ fn a_peer_dying_mid_batch_stores_nothing_of_it_and_others_go_on() {
     let first = agency_bets(1, 3, 1, 9);
     let frames: Vec<[u8; FRAME_LEN]> = first.iter().map(|b| b.view().encode()).collect();
     let mut mock = Mock::connect(&server.address());
-    let mut batch = Vec::new();
-    encode_batch(1, &frames[..2], &mut batch);
-    mock.send(&batch);
+    mock.send(&raw_stream(1, 2, &frames[..2]));
     let acks = mock.recv(2 * ACK_LEN);
     assert_eq!(
         decode_reply(acks[..ACK_LEN].try_into().unwrap()),
         Reply::Ack(Ack::new(first[0].document, first[0].number, Status::Stored))
     );
-    let mut partial = Vec::new();
-    encode_batch(1, &frames[2..], &mut partial);
-    mock.send(&partial[..40]);
+    mock.send(&frames[2][..40]);
     drop(mock);
     server.wait_for("partial batch of 40 bytes", MINUTE);
 
@@ -297,8 +291,7 @@ fn bad_peers_are_closed_alone() {
     server.wait_for_count("action: timeout | result: fail", 2, MINUTE);
     // A second live connection for one agency is refused; the first is untouched.
     let bet = agency_bets(1, 1, 0, 3);
-    let mut one = Vec::new();
-    encode_batch(1, &[bet[0].view().encode()], &mut one);
+    let one = raw_stream(1, 1, &[bet[0].view().encode()]);
     let mut first = Mock::connect(&server.address());
     first.send(&one);
     first.recv(ACK_LEN);
@@ -306,13 +299,11 @@ fn bad_peers_are_closed_alone() {
     second.send(&one);
     assert!(second.closed_by_server());
     server.wait_for("agency 1 already has a live connection", MINUTE);
-    let mut end = Vec::new();
-    encode_batch(1, &[END_FRAME], &mut end);
-    first.send(&end);
+    first.send(&END_FRAME);
     assert_eq!(first.recv(ACK_LEN), END_ACK);
     // An agency that already finished may not come back.
     let mut again = Mock::connect(&server.address());
-    again.send(&end);
+    again.send(&raw_stream(1, 1, &[END_FRAME]));
     assert!(again.closed_by_server());
     server.wait_for("agency 1 already sent its end frame", MINUTE);
     assert_eq!(server.stored_rows(), vec![row(&bet[0])]);
@@ -602,12 +593,11 @@ fn the_course_dataset() {
 
 #[test]
 fn the_winners_message_is_read_exactly() {
-    // A winners message arriving in the same segment as the end ack is not lost.
+    // The end ack, then (after the winners delay) the winners, then the close.
     let dir = scratch("exact");
     let server = Server::start(&dir, 1, &[]);
     let bet = agency_bets(1, 1, 1, 77);
-    let mut bytes = Vec::new();
-    encode_batch(1, &[bet[0].view().encode(), END_FRAME], &mut bytes);
+    let bytes = raw_stream(1, 2, &[bet[0].view().encode(), END_FRAME]);
     let mut mock = Mock::connect(&server.address());
     mock.send(&bytes);
     let reply = mock.recv(2 * ACK_LEN + 6);

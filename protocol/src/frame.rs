@@ -4,13 +4,13 @@ use std::fmt;
 
 use crate::bet::{BetView, BirthDate, DATE_LEN, NAME_LEN};
 
-/// Bytes of a batch header: `u16` batch length, `u16` agency.
+/// Bytes of the stream header: `u16` batch size in bytes, `u16` agency.
 pub const HEADER_LEN: usize = 4;
 /// Bytes of every frame, bet or end.
 pub const FRAME_LEN: usize = 79;
 /// At most this many frames ride in one batch (103 × 79 = 8137 < 8 kB).
 pub const MAX_BETS_PER_BATCH: usize = 103;
-/// The largest batch length a header may announce.
+/// The largest batch size a header may announce, in bytes.
 pub const MAX_BATCH_LEN: usize = MAX_BETS_PER_BATCH * FRAME_LEN;
 
 const END_MARKER: &[u8] = b"END_MESSAGE";
@@ -35,11 +35,15 @@ const BIRTHDATE_AT: usize = DOCUMENT_AT + 4;
 const NUMBER_AT: usize = BIRTHDATE_AT + DATE_LEN;
 const _: () = assert!(NUMBER_AT + 4 == FRAME_LEN);
 
-/// A batch header. `batch_len` is validated on decode; the agency's range is the
+/// The 4 bytes a client sends once, right after connecting (`00 9e 00 01` in
+/// `shared/wire/agency-1.client-to-server.bin`: batches of 158 bytes = 2 bets,
+/// agency 1). `batch_len` is validated on decode; the agency's range is the
 /// server's configuration, so it is checked there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchHeader {
+pub struct Header {
+    /// Bytes per batch: bets per batch × 79, from 79 to 8137.
     pub batch_len: u16,
+    /// The agency number; every bet frame repeats its low 8 bits.
     pub agency: u16,
 }
 
@@ -70,17 +74,23 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
-impl BatchHeader {
-    /// The header of a batch of `frames` frames (1 to [`MAX_BETS_PER_BATCH`]).
-    pub fn for_frames(frames: usize, agency: u16) -> BatchHeader {
+impl Header {
+    /// The header of a stream cut into batches of `bets_per_batch` frames (1 to
+    /// [`MAX_BETS_PER_BATCH`]; panics otherwise: clamp first).
+    pub fn new(bets_per_batch: usize, agency: u16) -> Header {
         assert!(
-            (1..=MAX_BETS_PER_BATCH).contains(&frames),
-            "a batch holds 1 to {MAX_BETS_PER_BATCH} frames, not {frames}"
+            (1..=MAX_BETS_PER_BATCH).contains(&bets_per_batch),
+            "a batch holds 1 to {MAX_BETS_PER_BATCH} frames, not {bets_per_batch}"
         );
-        BatchHeader {
-            batch_len: (frames * FRAME_LEN) as u16,
+        Header {
+            batch_len: (bets_per_batch * FRAME_LEN) as u16,
             agency,
         }
+    }
+
+    /// Frames in a full batch.
+    pub fn frames_per_batch(&self) -> usize {
+        usize::from(self.batch_len) / FRAME_LEN
     }
 
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -89,25 +99,25 @@ impl BatchHeader {
         [a, b, c, d]
     }
 
-    /// Decodes and validates a header; the batch length must announce 1 to 103
+    /// Decodes and validates a header; the batch size must announce 1 to 103
     /// whole frames.
-    pub fn decode(bytes: [u8; HEADER_LEN]) -> Result<BatchHeader, HeaderError> {
+    pub fn decode(bytes: [u8; HEADER_LEN]) -> Result<Header, HeaderError> {
         let batch_len = u16::from_be_bytes([bytes[0], bytes[1]]);
         let agency = u16::from_be_bytes([bytes[2], bytes[3]]);
         match batch_len as usize {
             0 => Err(HeaderError::EmptyBatch),
             n if n > MAX_BATCH_LEN => Err(HeaderError::TooLarge { batch_len }),
             n if n % FRAME_LEN != 0 => Err(HeaderError::NotWholeFrames { batch_len }),
-            _ => Ok(BatchHeader { batch_len, agency }),
+            _ => Ok(Header { batch_len, agency }),
         }
     }
 }
 
-/// Appends one batch of `frames` (1 to 103 frames) for `agency`: its header,
-/// then the frames.
-pub fn encode_batch(agency: u16, frames: &[[u8; FRAME_LEN]], out: &mut Vec<u8>) {
-    out.extend_from_slice(&BatchHeader::for_frames(frames.len(), agency).encode());
-    out.extend_from_slice(frames.as_flattened());
+/// Does a connection whose first byte is `first` speak the lottery protocol?
+/// A header's first byte is the batch size's high byte, at most
+/// `8137 >> 8 = 31`; anything printable (`>= 0x20`) starts an echo line.
+pub fn is_lottery_stream(first: u8) -> bool {
+    first < 0x20
 }
 
 /// Is this frame exactly the end frame?
@@ -402,17 +412,17 @@ mod tests {
 
     #[test]
     fn headers() {
-        let table: &[([u8; 4], Result<BatchHeader, HeaderError>)] = &[
+        let table: &[([u8; 4], Result<Header, HeaderError>)] = &[
             (
                 [0, 79, 0, 1],
-                Ok(BatchHeader {
+                Ok(Header {
                     batch_len: 79,
                     agency: 1,
                 }),
             ),
             (
                 [0x1f, 0xc9, 0x01, 0x2c],
-                Ok(BatchHeader {
+                Ok(Header {
                     batch_len: 8137,
                     agency: 300,
                 }),
@@ -432,13 +442,15 @@ mod tests {
             ),
         ];
         for (bytes, want) in table {
-            assert_eq!(BatchHeader::decode(*bytes), *want, "{bytes:?}");
+            assert_eq!(Header::decode(*bytes), *want, "{bytes:?}");
             if let Ok(h) = want {
                 assert_eq!(h.encode(), *bytes);
             }
         }
-        assert_eq!(BatchHeader::for_frames(103, 5).batch_len, 8137);
+        assert_eq!(Header::new(103, 5).batch_len, 8137);
         // The first byte of any valid header is below 0x20: what tells echo apart.
         const { assert!((MAX_BATCH_LEN >> 8) < 0x20) };
+        assert!(is_lottery_stream(0x1f) && is_lottery_stream(0));
+        assert!(!is_lottery_stream(b' ') && !is_lottery_stream(b'['));
     }
 }

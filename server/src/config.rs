@@ -23,6 +23,10 @@ pub struct Config {
     /// A connection that makes no progress for this long mid-stream is closed; an
     /// agency waiting for the draw is never timed out.
     pub stall_timeout: Duration,
+    /// The least time between an agency's end ack leaving and its winners
+    /// leaving, so that a client reading its last acks takes them alone (the
+    /// reference Go client misreads winners that arrive in the same read).
+    pub winners_delay: Duration,
 }
 
 /// A configuration that cannot be used; names the key, its value and its source.
@@ -81,7 +85,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "SERVER_PORT",
     "SERVER_IP",
     "SERVER_LISTEN_BACKLOG",
@@ -89,7 +93,13 @@ pub const KEYS: [&str; 7] = [
     "AGENCIES",
     "BETS_FILE",
     "STALL_TIMEOUT",
+    "WINNERS_DELAY",
 ];
+
+/// `WINNERS_DELAY` when unset: far above the time a blocked reader takes to
+/// wake on loopback or a LAN, and paid only by agencies that finish within it
+/// of the draw (see the README).
+pub const DEFAULT_WINNERS_DELAY: Duration = Duration::from_millis(100);
 
 impl Config {
     /// Builds the configuration from the text of an INI file (empty if there is
@@ -157,6 +167,13 @@ impl Config {
                 "a duration above zero such as 30s or 500ms",
                 |v| humantime::parse_duration(v).ok().filter(|d| !d.is_zero()),
             )?,
+            winners_delay: value(
+                &lookup,
+                "WINNERS_DELAY",
+                Some(DEFAULT_WINNERS_DELAY),
+                "a duration such as 100ms or 0s",
+                |v| humantime::parse_duration(v).ok(),
+            )?,
         };
         Ok((config, unknown))
     }
@@ -164,7 +181,7 @@ impl Config {
     /// The `action: config` log line's details.
     pub fn summary(&self) -> String {
         format!(
-            "port: {} | listen_backlog: {} | logging_level: {} | ip: {} | agencies: {} | bets_file: {} | stall_timeout: {}",
+            "port: {} | listen_backlog: {} | logging_level: {} | ip: {} | agencies: {} | bets_file: {} | stall_timeout: {} | winners_delay: {}",
             self.port,
             self.listen_backlog,
             self.logging_level,
@@ -172,6 +189,7 @@ impl Config {
             self.agencies,
             self.bets_file.display(),
             humantime::format_duration(self.stall_timeout),
+            humantime::format_duration(self.winners_delay),
         )
     }
 }
@@ -262,6 +280,7 @@ mod tests {
                 agencies: 5,
                 bets_file: "bets.csv".into(),
                 stall_timeout: Duration::from_secs(30),
+                winners_delay: Duration::from_millis(100),
             }
         );
         assert!(unknown.is_empty());
@@ -279,6 +298,7 @@ mod tests {
                     "AGENCIES" => "300",
                     "BETS_FILE" => "/data/bets.csv",
                     "STALL_TIMEOUT" => "250ms",
+                    "WINNERS_DELAY" => "0s",
                     _ => return None,
                 }
                 .to_owned(),
@@ -292,6 +312,7 @@ mod tests {
         assert_eq!(config.agencies, 300);
         assert_eq!(config.bets_file, PathBuf::from("/data/bets.csv"));
         assert_eq!(config.stall_timeout, Duration::from_millis(250));
+        assert_eq!(config.winners_delay, Duration::ZERO);
     }
 
     #[test]
@@ -317,6 +338,11 @@ mod tests {
                 EXERCISE_INI,
                 Some(("STALL_TIMEOUT", "0s")),
                 "STALL_TIMEOUT = \"0s\" (from the environment) is not a duration above zero such as 30s or 500ms",
+            ),
+            (
+                EXERCISE_INI,
+                Some(("WINNERS_DELAY", "soon")),
+                "WINNERS_DELAY = \"soon\" (from the environment) is not a duration such as 100ms or 0s",
             ),
             (
                 EXERCISE_INI,

@@ -3,9 +3,11 @@
 //! Each turn: wait for events; accept, read and write until `WouldBlock`
 //! (registration is edge-triggered); then the end-of-turn phase, in this order,
 //! as Redis' `beforeSleep` does with `AE_BARRIER`: sync storage, release the acks
-//! that the sync made true, run the draw if due, write pending output, time out
-//! stalled peers, and only then free the connections marked closing.
+//! that the sync made true, run the draw if due, release winners whose delay
+//! has passed, write pending output, time out stalled peers, and only then free
+//! the connections marked closing.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -97,6 +99,9 @@ pub struct Server {
     /// accepting is retried whenever a connection is freed.
     accept_backlogged: bool,
     next_sweep: Instant,
+    /// Sessions waiting for a time (their winners' delay), earliest first. A
+    /// key freed and reused meanwhile only costs its new session a no-op.
+    timers: BTreeSet<(Instant, usize)>,
 }
 
 impl Server {
@@ -144,6 +149,7 @@ impl Server {
             to_flush: Vec::new(),
             to_close: Vec::new(),
             accept_backlogged: false,
+            timers: BTreeSet::new(),
         })
     }
 
@@ -153,7 +159,11 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS);
         loop {
             let timeout = if self.to_commit.is_empty() && self.to_flush.is_empty() {
-                self.next_sweep.saturating_duration_since(Instant::now())
+                let wake = match self.timers.first() {
+                    Some(&(at, _)) => at.min(self.next_sweep),
+                    None => self.next_sweep,
+                };
+                wake.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO // work carried over from the last turn
             };
@@ -216,7 +226,7 @@ impl Server {
                     );
                     entry.insert(Conn {
                         stream,
-                        session: Session::new(key, peer),
+                        session: Session::new(key, peer, self.config.winners_delay),
                         writable: false,
                         paused: false,
                         closing: false,
@@ -317,7 +327,16 @@ impl Server {
         }
         let mut ready = Vec::new();
         self.app
-            .end_turn(&mut self.to_commit, &mut self.conns, &mut ready)?;
+            .end_turn(&mut self.to_commit, &mut self.conns, &mut ready, now)?;
+        while let Some(&(at, key)) = self.timers.first()
+            && at <= now
+        {
+            self.timers.pop_first();
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.session.handle_timeout(now);
+                ready.push(key);
+            }
+        }
         for key in ready {
             self.queue_flush(key);
         }
@@ -362,7 +381,7 @@ impl Server {
             };
             match io {
                 Io::Done(n) => {
-                    conn.session.advance(n);
+                    conn.session.advance(n, now);
                     conn.last_progress = now;
                     budget -= n;
                 }
@@ -407,6 +426,9 @@ impl Server {
         if conn.session.is_done() {
             mark_closing(conn, key, &mut self.to_close);
             return Ok(());
+        }
+        if let Some(at) = conn.session.poll_timeout() {
+            self.timers.insert((at, key));
         }
         if conn.paused && conn.session.wants_input() {
             conn.paused = false;
@@ -479,10 +501,10 @@ impl Server {
             info!("action: close_listener | result: success");
         }
         // Commit what was received this turn and release its acks (best effort).
+        let now = Instant::now();
         let mut ready = Vec::new();
         self.app
-            .end_turn(&mut self.to_commit, &mut self.conns, &mut ready)?;
-        let now = Instant::now();
+            .end_turn(&mut self.to_commit, &mut self.conns, &mut ready, now)?;
         for key in ready {
             self.queue_flush(key);
         }

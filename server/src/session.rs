@@ -6,19 +6,21 @@
 //!   \--first byte >= 0x20--> Echo --line--> (close)
 //! ```
 //!
-//! Input is kept only while a batch (or echo line) is partial, so what a
-//! connection holds is bounded by one batch whatever the peer sends. Acks of a
-//! complete batch are *held* until the loop's next commit made them true, then
-//! *released* into the output.
+//! Input is kept only while the header, a batch or an echo line is partial, so
+//! what a connection holds is bounded by one batch whatever the peer sends.
+//! Acks of a complete batch are *held* until the loop's next commit made them
+//! true, then *released* into the output. The winners wait until the end ack
+//! has been written for at least the winners delay (see [`Session::poll_timeout`]).
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use lottery_protocol::{
-    ACK_LEN, Ack, BatchHeader, END_ACK, FRAME_LEN, HEADER_LEN, HeaderError, Status, decode_bet,
-    encode_winners, is_end_frame,
+    ACK_LEN, Ack, Batch, END_ACK, Status, StreamDecoder, StreamError, Unit, decode_bet,
+    encode_winners, is_lottery_stream,
 };
 
 use crate::lottery::{ClaimError, Lottery};
@@ -52,7 +54,8 @@ impl<W: Durable> App<W> {
     /// storage, then releases the held acks of the sessions in `committed`
     /// (drained), finishes the agencies whose end batch was among them and, when
     /// the last one finished, runs the draw and queues every waiting agency's
-    /// winners. Keys of sessions that got output are pushed to `ready`.
+    /// winners (each leaves once its delay allows, see [`Session::poll_timeout`]).
+    /// Keys of sessions that got output or a timer are pushed to `ready`.
     ///
     /// An `Err` is a storage failure: nothing was acked, and the server stops.
     pub fn end_turn(
@@ -60,6 +63,7 @@ impl<W: Durable> App<W> {
         committed: &mut Vec<usize>,
         sessions: &mut impl Sessions,
         ready: &mut Vec<usize>,
+        now: Instant,
     ) -> io::Result<()> {
         if self.store.uncommitted() > 0 {
             self.store.commit()?;
@@ -78,7 +82,7 @@ impl<W: Durable> App<W> {
             info!("action: sorteo | result: success");
             for (agency, key) in self.lottery.draw() {
                 if let Some(session) = sessions.session(key) {
-                    session.send_winners(self.lottery.winners(agency));
+                    session.send_winners(self.lottery.winners(agency), now);
                     ready.push(key);
                 }
             }
@@ -90,11 +94,8 @@ impl<W: Durable> App<W> {
 /// Why a session must close. Only `Storage` concerns more than its peer.
 #[derive(Debug)]
 pub enum SessionError {
-    Header(HeaderError),
+    Stream(StreamError),
     Claim(ClaimError),
-    AgencyChanged { bound: u16, header: u16 },
-    EndNotLast { position: usize, frames: usize },
-    DataAfterEnd,
     EchoLineTooLong,
     ClosedMidBatch { pending: usize },
     Storage(io::Error),
@@ -119,17 +120,8 @@ impl SessionError {
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SessionError::Header(e) => write!(f, "bad header: {e}"),
+            SessionError::Stream(e) => write!(f, "{e}"),
             SessionError::Claim(e) => write!(f, "agency refused: {e}"),
-            SessionError::AgencyChanged { bound, header } => write!(
-                f,
-                "header names agency {header} on a connection that speaks for agency {bound}"
-            ),
-            SessionError::EndNotLast { position, frames } => write!(
-                f,
-                "end frame at position {position} of a {frames}-frame batch; it must be last"
-            ),
-            SessionError::DataAfterEnd => write!(f, "data after the end frame"),
             SessionError::EchoLineTooLong => {
                 write!(f, "echo line longer than {MAX_ECHO_LINE} bytes")
             }
@@ -142,9 +134,9 @@ impl fmt::Display for SessionError {
     }
 }
 
-impl From<HeaderError> for SessionError {
-    fn from(e: HeaderError) -> SessionError {
-        SessionError::Header(e)
+impl From<StreamError> for SessionError {
+    fn from(e: StreamError) -> SessionError {
+        SessionError::Stream(e)
     }
 }
 
@@ -159,7 +151,8 @@ enum Mode {
     /// Nothing read yet: the first byte decides between a lottery stream and echo.
     Fresh,
     Echo,
-    /// Receiving batches; the first header binds the connection to its agency.
+    /// Receiving the header, then batches; the header binds the connection to
+    /// its agency.
     Agency,
     /// The end batch is in: waiting for the draw, then for the winners to leave.
     Ended,
@@ -167,13 +160,25 @@ enum Mode {
     Closing,
 }
 
+/// Where the end ack is on its way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndAck {
+    NotYet,
+    /// Held or in the output, not yet all written.
+    Queued,
+    /// Its last byte went to the socket at this time.
+    Written(Instant),
+}
+
 pub struct Session {
     key: usize,
     peer: SocketAddr,
     mode: Mode,
-    /// Bound by the first header; kept until the connection is gone.
+    /// Splits the lottery stream into its header and batches.
+    stream: StreamDecoder,
+    /// Bound by the header; kept until the connection is gone.
     agency: Option<u16>,
-    /// The partial batch or echo line, never a complete one.
+    /// The partial header, batch or echo line, never a complete one.
     input: Vec<u8>,
     /// Acks of complete batches waiting for the commit that makes them true.
     held: Vec<u8>,
@@ -181,20 +186,30 @@ pub struct Session {
     held_end: bool,
     output: Vec<u8>,
     written: usize,
+    end_ack: EndAck,
+    /// The winners message, waiting for `winners_delay` after the end ack.
+    winners: Option<Vec<u8>>,
+    winners_delay: Duration,
 }
 
 impl Session {
-    pub fn new(key: usize, peer: SocketAddr) -> Session {
+    /// A connection from `peer`, slab key `key`. Its winners leave no sooner
+    /// than `winners_delay` after its end ack was written.
+    pub fn new(key: usize, peer: SocketAddr, winners_delay: Duration) -> Session {
         Session {
             key,
             peer,
             mode: Mode::Fresh,
+            stream: StreamDecoder::new(),
             agency: None,
             input: Vec::new(),
             held: Vec::new(),
             held_end: false,
             output: Vec::new(),
             written: 0,
+            end_ack: EndAck::NotYet,
+            winners: None,
+            winners_delay,
         }
     }
 
@@ -202,12 +217,13 @@ impl Session {
         self.peer
     }
 
-    /// The agency this connection speaks for, once its first header named one.
+    /// The agency this connection speaks for, once its header named one.
     pub fn agency(&self) -> Option<u16> {
         self.agency
     }
 
-    /// Consumes bytes read from the peer: every complete batch in them is stored
+    /// Consumes bytes read from the peer: the header binds the agency, every
+    /// complete batch is stored
     /// (buffered, not yet synced) and its acks held; a partial tail is kept.
     /// An `Err` means: close this connection (and stop the server if fatal).
     pub fn on_input<W: Durable>(
@@ -255,9 +271,7 @@ impl Session {
             let rest = &buf[used..];
             match self.mode {
                 Mode::Fresh => {
-                    // A header's first byte is the batch size's high byte: at most
-                    // 8137 >> 8 = 31. Anything printable is a line for the echo check.
-                    self.mode = if first < 0x20 {
+                    self.mode = if is_lottery_stream(first) {
                         Mode::Agency
                     } else {
                         Mode::Echo
@@ -276,64 +290,37 @@ impl Session {
                     self.reply_echo(&rest[..=newline]);
                     used = buf.len(); // the check is one line; what follows is ignored
                 }
-                Mode::Agency => {
-                    let Some(&header) = rest.first_chunk::<HEADER_LEN>() else {
+                Mode::Agency | Mode::Ended => {
+                    let Some((unit, n)) = self.stream.decode(rest)? else {
                         break;
                     };
-                    // Header and agency are checked as soon as the 4 bytes are in,
-                    // so a refused peer is not waited for until its body arrives.
-                    let header = BatchHeader::decode(header)?;
-                    self.bind(header.agency, app)?;
-                    let Some(body) = rest.get(HEADER_LEN..HEADER_LEN + header.batch_len as usize)
-                    else {
-                        break;
-                    };
-                    self.on_batch(header.agency, body, app)?;
-                    used += HEADER_LEN + body.len();
+                    match unit {
+                        // The agency is claimed as soon as the header is in, so a
+                        // refused peer is not waited for until its first batch.
+                        Unit::Header(header) => {
+                            app.lottery.claim(header.agency, self.key)?;
+                            self.agency = Some(header.agency);
+                        }
+                        Unit::Batch(batch) => self.on_batch(batch, app)?,
+                    }
+                    used += n;
                 }
-                Mode::Ended => return Err(SessionError::DataAfterEnd),
                 Mode::Closing => used = buf.len(),
             }
         }
         Ok(used)
     }
 
-    /// Binds the connection to `agency` on its first header; later headers must
-    /// name the same agency.
-    fn bind<W: Durable>(&mut self, agency: u16, app: &mut App<W>) -> Result<(), SessionError> {
-        match self.agency {
-            None => {
-                app.lottery.claim(agency, self.key)?;
-                self.agency = Some(agency);
-                Ok(())
-            }
-            Some(bound) if bound == agency => Ok(()),
-            Some(bound) => Err(SessionError::AgencyChanged {
-                bound,
-                header: agency,
-            }),
-        }
-    }
-
-    /// Stores one complete batch of `agency` and holds its acks. The batch is
-    /// checked before anything of it is stored: a misplaced end frame rejects
-    /// it whole. A bet that cannot be stored is acked with its status instead.
+    /// Stores one complete batch and holds its acks. A bet that cannot be
+    /// stored is acked with its status instead.
     fn on_batch<W: Durable>(
         &mut self,
-        agency: u16,
-        body: &[u8],
+        batch: Batch<'_>,
         app: &mut App<W>,
     ) -> Result<(), SessionError> {
-        let (frames, _) = body.as_chunks::<FRAME_LEN>();
-        let ends = frames.last().is_some_and(is_end_frame);
-        let bets = &frames[..frames.len() - usize::from(ends)];
-        if let Some(position) = bets.iter().position(is_end_frame) {
-            return Err(SessionError::EndNotLast {
-                position: position + 1,
-                frames: frames.len(),
-            });
-        }
-        self.held.reserve(ACK_LEN * frames.len());
+        let agency = self.agency.expect("the header came first");
+        let bets = batch.bets;
+        self.held.reserve(ACK_LEN * (bets.len() + 1));
         let mut rejected = 0;
         let mut first_reason = None;
         for frame in bets {
@@ -369,9 +356,10 @@ impl Session {
                 bets.len()
             ),
         }
-        if ends {
+        if batch.ends {
             self.held.extend_from_slice(&END_ACK);
             self.held_end = true;
+            self.end_ack = EndAck::Queued;
             self.mode = Mode::Ended;
             self.input = Vec::new(); // nothing more to read: give the buffer back
         }
@@ -410,24 +398,50 @@ impl Session {
         }
     }
 
-    /// Queues the winners message; the connection closes once it is written.
-    pub fn send_winners(&mut self, documents: &[u32]) {
-        if let Err(e) = encode_winners(documents, &mut self.output) {
-            // Unreachable with u32 documents of real bets in any sane round, but
-            // never send a truncated list: close without winners instead.
+    /// The draw ran: queues the winners message, to leave once the winners
+    /// delay after the end ack has passed (at once if it already has). The
+    /// connection closes once it is written.
+    pub fn send_winners(&mut self, documents: &[u32], now: Instant) {
+        let mut message = Vec::new();
+        if let Err(e) = encode_winners(documents, &mut message) {
+            // Never send a truncated list: close without winners instead.
             warn!(
                 "action: send_winners | result: fail | ip: {} | error: {e}",
                 self.peer.ip()
             );
-        } else {
-            debug!(
-                "action: send_winners | result: success | ip: {} | agencia: {} | cant_ganadores: {}",
-                self.peer.ip(),
-                self.agency().unwrap_or(0),
-                documents.len()
-            );
+            self.mode = Mode::Closing;
+            return;
         }
-        self.mode = Mode::Closing;
+        debug!(
+            "action: send_winners | result: success | ip: {} | agencia: {} | cant_ganadores: {}",
+            self.peer.ip(),
+            self.agency().unwrap_or(0),
+            documents.len()
+        );
+        self.winners = Some(message);
+        self.handle_timeout(now);
+    }
+
+    /// When the winners may leave, if they are waiting for the delay after a
+    /// written end ack. `None` while there is nothing to wait for, or while the
+    /// end ack is not all written (the clock starts then).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.end_ack, &self.winners) {
+            (EndAck::Written(at), Some(_)) => Some(at + self.winners_delay),
+            _ => None,
+        }
+    }
+
+    /// Time has come to `now`: moves the winners to the output if their delay
+    /// has passed. Never in the same write as the end ack: the end ack must
+    /// have been written (by [`Session::advance`]) before this turn.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_some_and(|due| now >= due)
+            && let Some(message) = self.winners.take()
+        {
+            self.output.extend_from_slice(&message);
+            self.mode = Mode::Closing;
+        }
     }
 
     /// Bytes waiting to be written.
@@ -435,12 +449,17 @@ impl Session {
         &self.output[self.written..]
     }
 
-    /// `n` bytes of [`Session::pending_output`] were written.
-    pub fn advance(&mut self, n: usize) {
+    /// `n` bytes of [`Session::pending_output`] were written at `now`.
+    pub fn advance(&mut self, n: usize, now: Instant) {
         self.written += n;
         if self.written == self.output.len() {
             self.output.clear();
             self.written = 0;
+            // The end ack is the last thing before the winners: all output
+            // written and none held means it is out.
+            if self.end_ack == EndAck::Queued && self.held.is_empty() {
+                self.end_ack = EndAck::Written(now);
+            }
         }
     }
 
@@ -456,7 +475,8 @@ impl Session {
         self.mode == Mode::Closing && self.pending_output().is_empty() && self.held.is_empty()
     }
 
-    /// Waiting for the draw, with nothing to write: not a stall, however long.
+    /// Waiting for the draw or the winners delay, with nothing to write: not a
+    /// stall, however long.
     pub fn is_waiting_for_draw(&self) -> bool {
         self.mode == Mode::Ended && self.pending_output().is_empty() && !self.has_held()
     }

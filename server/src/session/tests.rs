@@ -2,20 +2,26 @@
 //! server's sessions exchange bytes with no sockets; storage is a `Vec<u8>`.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use lottery_protocol::{
-    ACK_LEN, Ack, Bet, END_FRAME, FRAME_LEN, Reply, Status, WINNING_NUMBER, decode_reply,
-    decode_winners, encode_batch,
+    ACK_LEN, Ack, Bet, END_FRAME, FRAME_LEN, HEADER_LEN, Header, Reply, Status, WINNING_NUMBER,
+    decode_reply, decode_winners, encode_stream,
 };
 
 use super::*;
 use crate::storage::Store;
 
-/// The server side of a few connections, driven turn by turn as the loop does.
+/// The winners delay of the harness's sessions.
+const DELAY: Duration = Duration::from_millis(100);
+
+/// The server side of a few connections, driven turn by turn as the loop does,
+/// with a clock that moves only when a test moves it.
 struct Harness {
     app: App<Vec<u8>>,
     sessions: HashMap<usize, Session>,
     committed: Vec<usize>,
+    now: Instant,
 }
 
 impl Sessions for HashMap<usize, Session> {
@@ -30,12 +36,21 @@ impl Harness {
             app: App::new(agencies, Store::new(Vec::new())),
             sessions: HashMap::new(),
             committed: Vec::new(),
+            now: Instant::now(),
         }
     }
 
     fn connect(&mut self, key: usize) {
         let peer = format!("127.0.0.1:{}", 40000 + key).parse().unwrap();
-        self.sessions.insert(key, Session::new(key, peer));
+        self.sessions.insert(key, Session::new(key, peer, DELAY));
+    }
+
+    /// Moves the clock and fires the sessions' timers, as the loop does.
+    fn sleep(&mut self, d: Duration) {
+        self.now += d;
+        for session in self.sessions.values_mut() {
+            session.handle_timeout(self.now);
+        }
     }
 
     fn feed(&mut self, key: usize, bytes: &[u8]) -> Result<(), SessionError> {
@@ -50,15 +65,20 @@ impl Harness {
     fn end_turn(&mut self) {
         let mut ready = Vec::new();
         self.app
-            .end_turn(&mut self.committed, &mut self.sessions, &mut ready)
+            .end_turn(
+                &mut self.committed,
+                &mut self.sessions,
+                &mut ready,
+                self.now,
+            )
             .unwrap();
     }
 
-    /// Everything the session has to write, as the socket would take it.
+    /// Everything the session has to write, as the socket would take it now.
     fn take_output(&mut self, key: usize) -> Vec<u8> {
         let session = self.sessions.get_mut(&key).unwrap();
         let out = session.pending_output().to_vec();
-        session.advance(out.len());
+        session.advance(out.len(), self.now);
         out
     }
 
@@ -88,15 +108,22 @@ fn bets(agency: u16, count: u32, winners: &[u32]) -> Vec<Bet> {
         .collect()
 }
 
-/// The client's stream: every bet then the end frame, in batches of `per_batch`.
+/// The client's stream: the header, every bet then the end frame, in batches
+/// of `per_batch`.
 fn stream(agency: u16, bets: &[Bet], per_batch: usize) -> Vec<u8> {
-    let mut frames: Vec<[u8; FRAME_LEN]> = bets.iter().map(|b| b.view().encode()).collect();
-    frames.push(END_FRAME);
+    let frames: Vec<[u8; FRAME_LEN]> = bets.iter().map(|b| b.view().encode()).collect();
     let mut out = Vec::new();
-    for chunk in frames.chunks(per_batch) {
-        encode_batch(agency, chunk, &mut out);
-    }
+    encode_stream(Header::new(per_batch, agency), &frames, &mut out);
     out
+}
+
+/// The header and `frames` as they are, no end frame added.
+fn raw(agency: u16, per_batch: usize, frames: &[[u8; FRAME_LEN]]) -> Vec<u8> {
+    [
+        &Header::new(per_batch, agency).encode()[..],
+        frames.as_flattened(),
+    ]
+    .concat()
 }
 
 fn replies(bytes: &[u8]) -> Vec<Reply> {
@@ -128,16 +155,65 @@ fn acks_wait_for_the_commit_then_the_draw_releases_winners() {
     assert!(h.sessions[&10].is_waiting_for_draw());
     assert!(!h.app.lottery.drawn());
 
+    h.sleep(DELAY); // agency 1 finished long before the draw
     h.feed(11, &stream(2, &b2, 103)).unwrap();
     h.end_turn();
     assert!(h.app.lottery.drawn());
-    let out = h.take_output(11);
-    let (acks, winners) = out.split_at(4 * ACK_LEN);
-    assert_eq!(replies(acks).last(), Some(&Reply::End));
-    assert_eq!(decode_winners(winners), Ok(Some((vec![], 2))));
     let winners = h.take_output(10);
     assert_eq!(decode_winners(&winners), Ok(Some((vec![1001, 1003], 10))));
+    let mut want = stored_acks(&b2);
+    want.push(Reply::End);
+    assert_eq!(replies(&h.take_output(11)), want, "the end ack alone");
+    h.sleep(DELAY);
+    assert_eq!(decode_winners(&h.take_output(11)), Ok(Some((vec![], 2))));
     assert!(h.sessions[&10].is_done() && h.sessions[&11].is_done());
+}
+
+/// The reference client reads its last acks until its buffer ends with the
+/// end ack: winners in the same read break it. So they never share a write
+/// with the end ack, and leave only `DELAY` after the end ack was written.
+#[test]
+fn winners_leave_only_a_delay_after_the_end_ack_was_written() {
+    for delay in [Duration::ZERO, DELAY] {
+        let mut h = Harness::new(1);
+        let peer = "127.0.0.1:40001".parse().unwrap();
+        h.sessions.insert(1, Session::new(1, peer, delay));
+        let b = bets(1, 2, &[0]);
+        h.feed(1, &stream(1, &b, 103)).unwrap();
+        h.end_turn(); // commit, end ack released, the draw runs
+        assert!(h.app.lottery.drawn());
+        let s = &h.sessions[&1];
+        assert_eq!(
+            s.pending_output().len(),
+            3 * ACK_LEN,
+            "acks and end ack only"
+        );
+        assert_eq!(
+            s.poll_timeout(),
+            None,
+            "the clock starts when the end ack is out"
+        );
+        let session = h.sessions.get_mut(&1).unwrap();
+        session.advance(ACK_LEN, h.now); // a short write: the end ack is not out yet
+        assert_eq!(session.poll_timeout(), None);
+        h.sleep(Duration::from_millis(7));
+        h.take_output(1);
+        let written = h.now;
+        assert_eq!(h.sessions[&1].poll_timeout(), Some(written + delay));
+        assert!(
+            h.take_output(1).is_empty(),
+            "not in the same write, even with no delay"
+        );
+        if !delay.is_zero() {
+            h.sleep(delay - Duration::from_nanos(1));
+            assert!(h.take_output(1).is_empty(), "{delay:?}");
+            assert!(h.sessions[&1].is_waiting_for_draw(), "not a stall");
+        }
+        h.sleep(Duration::from_nanos(1));
+        let out = h.take_output(1);
+        assert_eq!(decode_winners(&out), Ok(Some((vec![1000], 6))), "{delay:?}");
+        assert!(h.sessions[&1].is_done());
+    }
 }
 
 /// However TCP splits the stream, the same rows are stored and the same acks go
@@ -171,15 +247,21 @@ fn end_frame_alone_in_the_last_batch_is_acked() {
     let mut h = Harness::new(1);
     h.connect(1);
     let b = bets(1, 4, &[]);
-    let bytes = stream(1, &b, 2); // [b0 b1] [b2 b3] [end]
-    assert_eq!(bytes.len(), 3 * 4 + 5 * FRAME_LEN);
-    h.feed(1, &bytes).unwrap();
+    let bytes = stream(1, &b, 2); // header [b0 b1] [b2 b3] [end]
+    assert_eq!(bytes.len(), HEADER_LEN + 5 * FRAME_LEN);
+    let bets_end = HEADER_LEN + 4 * FRAME_LEN;
+    h.feed(1, &bytes[..bets_end]).unwrap();
     h.end_turn();
-    let out = h.take_output(1);
-    let mut want = stored_acks(&b);
-    want.push(Reply::End);
-    assert_eq!(replies(&out[..5 * ACK_LEN]), want);
-    assert_eq!(decode_winners(&out[5 * ACK_LEN..]), Ok(Some((vec![], 2))));
+    assert_eq!(replies(&h.take_output(1)), stored_acks(&b));
+    h.feed(1, &bytes[bets_end..]).unwrap();
+    h.end_turn();
+    assert_eq!(
+        replies(&h.take_output(1)),
+        [Reply::End],
+        "the end frame alone gets the end ack alone"
+    );
+    h.sleep(DELAY);
+    assert_eq!(decode_winners(&h.take_output(1)), Ok(Some((vec![], 2))));
 }
 
 #[test]
@@ -193,9 +275,9 @@ fn rejected_bets_are_acked_with_their_status_and_not_stored() {
     bad_name[1] = 0xff;
     let mut bad_date = good.view().encode();
     bad_date[65..75].copy_from_slice(b"1990-02-30");
-    let mut bytes = Vec::new();
-    encode_batch(
+    let bytes = raw(
         300,
+        103,
         &[
             good.view().encode(),
             wrong_agency,
@@ -203,7 +285,6 @@ fn rejected_bets_are_acked_with_their_status_and_not_stored() {
             bad_date,
             END_FRAME,
         ],
-        &mut bytes,
     );
     h.feed(1, &bytes).unwrap();
     h.end_turn();
@@ -230,12 +311,6 @@ fn rejected_bets_are_acked_with_their_status_and_not_stored() {
 #[test]
 fn protocol_errors_close_the_connection_and_store_nothing_of_the_batch() {
     let b = bets(1, 2, &[]);
-    let frames: Vec<[u8; FRAME_LEN]> = b.iter().map(|b| b.view().encode()).collect();
-    let mut end_first = Vec::new();
-    encode_batch(1, &[END_FRAME, frames[0]], &mut end_first);
-    let mut other_agency = Vec::new();
-    encode_batch(1, &frames[..1], &mut other_agency);
-    encode_batch(2, &frames[1..], &mut other_agency);
     let table: Vec<(Vec<u8>, &str, usize)> = vec![
         (vec![0, 0, 0, 1], "bad header: batch size is 0", 0),
         (
@@ -259,18 +334,8 @@ fn protocol_errors_close_the_connection_and_store_nothing_of_the_batch() {
             0,
         ),
         (
-            end_first,
-            "end frame at position 1 of a 2-frame batch; it must be last",
-            0,
-        ),
-        (
-            other_agency,
-            "header names agency 2 on a connection that speaks for agency 1",
-            1,
-        ),
-        (
             [stream(1, &b, 3), vec![0]].concat(),
-            "data after the end frame",
+            "1 bytes after the end frame",
             2,
         ),
     ];
@@ -285,14 +350,36 @@ fn protocol_errors_close_the_connection_and_store_nothing_of_the_batch() {
     }
 }
 
+/// The header comes once: 4 bytes that look like a header later in the
+/// stream are frame bytes, and the batch size of the first header holds.
+#[test]
+fn only_the_first_four_bytes_are_a_header() {
+    let mut h = Harness::new(2);
+    h.connect(1);
+    let b = bets(1, 3, &[]);
+    // A per-batch-header client's stream: header, 1 bet, header, ... The
+    // second "header" shifts every frame after it by 4 bytes.
+    let mut bytes = raw(1, 1, &[b[0].view().encode()]);
+    bytes.extend(raw(1, 1, &[b[1].view().encode()]));
+    h.feed(1, &bytes).unwrap();
+    h.end_turn();
+    let replies = replies(&h.take_output(1));
+    assert_eq!(replies[0], stored_acks(&b[..1])[0]);
+    assert_eq!(
+        h.stored().lines().count(),
+        1,
+        "the shifted frame is not a bet"
+    );
+    assert_eq!(h.sessions[&1].input.len(), 4 + FRAME_LEN - FRAME_LEN);
+}
+
 #[test]
 fn a_second_connection_for_a_live_or_finished_agency_is_refused() {
     let mut h = Harness::new(2);
     h.connect(1);
     h.connect(2);
     let b = bets(1, 1, &[]);
-    let mut first = Vec::new();
-    encode_batch(1, &[b[0].view().encode()], &mut first);
+    let first = raw(1, 1, &[b[0].view().encode()]);
     h.feed(1, &first).unwrap();
     let err = h.feed(2, &first).unwrap_err();
     assert_eq!(
@@ -301,8 +388,7 @@ fn a_second_connection_for_a_live_or_finished_agency_is_refused() {
     );
     h.app.lottery.release(1, 1); // connection 1 dropped before its end frame
     h.connect(3);
-    let mut end = Vec::new();
-    encode_batch(1, &[END_FRAME], &mut end);
+    let end = raw(1, 1, &[END_FRAME]);
     h.feed(3, &end).unwrap();
     h.end_turn();
     h.connect(4);
@@ -319,7 +405,7 @@ fn eof_mid_batch_stores_nothing_of_it() {
     let mut h = Harness::new(1);
     h.connect(1);
     let bytes = stream(1, &bets(1, 3, &[]), 2);
-    let first_batch = 4 + 2 * FRAME_LEN;
+    let first_batch = HEADER_LEN + 2 * FRAME_LEN;
     h.feed(1, &bytes[..first_batch + 10]).unwrap();
     let err = h.sessions.get_mut(&1).unwrap().on_eof().unwrap_err();
     assert_eq!(
@@ -363,12 +449,8 @@ fn input_stops_while_output_is_high_and_memory_stays_bounded() {
     let mut h = Harness::new(1);
     h.connect(1);
     let b = bets(1, 103 * 80, &[]);
-    let mut frames: Vec<[u8; FRAME_LEN]> = b.iter().map(|b| b.view().encode()).collect();
-    frames.truncate(103 * 80);
-    let mut bytes = Vec::new();
-    for chunk in frames.chunks(103) {
-        encode_batch(1, chunk, &mut bytes);
-    }
+    let frames: Vec<[u8; FRAME_LEN]> = b.iter().map(|b| b.view().encode()).collect();
+    let bytes = raw(1, 103, &frames);
     let mut fed = 0;
     while h.sessions[&1].wants_input() {
         let take = (bytes.len() - fed).min(65536);
@@ -376,7 +458,7 @@ fn input_stops_while_output_is_high_and_memory_stays_bounded() {
         h.feed(1, &bytes[fed..fed + take]).unwrap();
         fed += take;
         assert!(
-            h.sessions[&1].input.len() < 4 + 8137,
+            h.sessions[&1].input.len() < 8137,
             "at most one partial batch is kept"
         );
     }
@@ -406,20 +488,19 @@ fn random_input_never_panics_and_memory_stays_bounded() {
     for round in 0..2000 {
         let mut h = Harness::new(3);
         h.connect(1);
-        let mut bytes = Vec::new();
-        for _ in 0..rand(6) {
-            let mut frames: Vec<[u8; FRAME_LEN]> = (0..1 + rand(4))
-                .map(|i| match rand(4) {
-                    0 => END_FRAME,
-                    1 => std::array::from_fn(|_| rand(256) as u8),
-                    _ => good[i % 3].view().encode(),
-                })
-                .collect();
-            if rand(3) == 0 {
-                frames[0][1 + rand(70)] ^= 1 << rand(8);
-            }
-            encode_batch(1 + rand(3) as u16, &frames, &mut bytes);
-        }
+        let frames: Vec<[u8; FRAME_LEN]> = (0..rand(12))
+            .map(|i| match rand(6) {
+                0 => END_FRAME,
+                1 => std::array::from_fn(|_| rand(256) as u8),
+                2 => {
+                    let mut f = good[i % 3].view().encode();
+                    f[1 + rand(70)] ^= 1 << rand(8);
+                    f
+                }
+                _ => good[i % 3].view().encode(),
+            })
+            .collect();
+        let mut bytes = raw(1 + rand(3) as u16, 1 + rand(103), &frames);
         for _ in 0..rand(3) {
             let at = rand(bytes.len() + 1);
             bytes.insert(at, rand(256) as u8);
@@ -429,7 +510,7 @@ fn random_input_never_panics_and_memory_stays_bounded() {
             let n = 1 + rand(bytes.len() - at);
             let result = h.feed(1, &bytes[at..at + n]);
             at += n;
-            assert!(h.sessions[&1].input.len() < 4 + 8137, "round {round}");
+            assert!(h.sessions[&1].input.len() < 8137, "round {round}");
             if result.is_err() {
                 break;
             }

@@ -1,0 +1,1 @@
+//! Peers that behave as the exercise's reference implementations do.
