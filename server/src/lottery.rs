@@ -62,7 +62,7 @@ impl Lottery {
         (self.agencies.len() - 1) as u16
     }
 
-    /// Binds `conn` to `agency` on its first header. Fails if the agency does not
+    /// Binds `conn` to `agency` on its header. Fails if the agency does not
     /// exist, is already bound to a live connection, or has finished.
     pub fn claim(&mut self, agency: u16, conn: usize) -> Result<(), ClaimError> {
         let agencies = self.count();
