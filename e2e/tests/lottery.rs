@@ -613,6 +613,25 @@ fn the_winners_message_is_read_exactly() {
 }
 
 #[test]
+fn sigterm_inside_the_winners_delay_still_sends_the_winners() {
+    let dir = scratch("delayterm");
+    let mut server = Server::start(&dir, 1, &[("WINNERS_DELAY", "1h")]);
+    let bet = agency_bets(1, 1, 1, 78);
+    let mut mock = Mock::connect(&server.address());
+    mock.send(&raw_stream(1, 2, &[bet[0].view().encode(), END_FRAME]));
+    assert_eq!(&mock.recv(2 * ACK_LEN)[ACK_LEN..], END_ACK);
+    server.wait_for("action: sorteo", MINUTE);
+    server.signal("TERM");
+    let winners = mock.recv(6);
+    assert_eq!(
+        decode_winners(&winners),
+        Ok(Some((vec![bet[0].document], 6)))
+    );
+    assert!(mock.closed_by_server());
+    assert!(server.wait_exit(MINUTE).success());
+}
+
+#[test]
 fn two_hundred_agencies_from_the_load_generator() {
     let dir = scratch("load200");
     let mut server = Server::start(&dir, 200, &[("SERVER_LISTEN_BACKLOG", "512")]);

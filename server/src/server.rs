@@ -505,6 +505,14 @@ impl Server {
         let mut ready = Vec::new();
         self.app
             .end_turn(&mut self.to_commit, &mut self.conns, &mut ready, now)?;
+        // Winners still inside their delay leave now, as if it had passed: their
+        // end ack is out, so they still get a write of their own.
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.session.poll_timeout().is_some() {
+                conn.session.handle_timeout(now + self.config.winners_delay);
+                ready.push(key);
+            }
+        }
         for key in ready {
             self.queue_flush(key);
         }

@@ -187,8 +187,9 @@ pub struct Session {
     output: Vec<u8>,
     written: usize,
     end_ack: EndAck,
-    /// The winners message, waiting for `winners_delay` after the end ack.
-    winners: Option<Vec<u8>>,
+    /// The winners message and its count, waiting for `winners_delay` after
+    /// the end ack.
+    winners: Option<(Vec<u8>, usize)>,
     winners_delay: Duration,
 }
 
@@ -412,13 +413,7 @@ impl Session {
             self.mode = Mode::Closing;
             return;
         }
-        debug!(
-            "action: send_winners | result: success | ip: {} | agencia: {} | cant_ganadores: {}",
-            self.peer.ip(),
-            self.agency().unwrap_or(0),
-            documents.len()
-        );
-        self.winners = Some(message);
+        self.winners = Some((message, documents.len()));
         self.handle_timeout(now);
     }
 
@@ -437,10 +432,15 @@ impl Session {
     /// have been written (by [`Session::advance`]) before this turn.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.poll_timeout().is_some_and(|due| now >= due)
-            && let Some(message) = self.winners.take()
+            && let Some((message, count)) = self.winners.take()
         {
             self.output.extend_from_slice(&message);
             self.mode = Mode::Closing;
+            debug!(
+                "action: send_winners | result: success | ip: {} | agencia: {} | cant_ganadores: {count}",
+                self.peer.ip(),
+                self.agency().unwrap_or(0),
+            );
         }
     }
 
