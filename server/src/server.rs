@@ -328,19 +328,19 @@ impl Server {
         let mut ready = Vec::new();
         self.app
             .end_turn(&mut self.to_commit, &mut self.conns, &mut ready, now)?;
-        while let Some(&(at, key)) = self.timers.first()
-            && at <= now
-        {
-            self.timers.pop_first();
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.session.handle_timeout(now);
-                ready.push(key);
-            }
-        }
+        self.fire_timers(now, &mut ready);
         for key in ready {
             self.queue_flush(key);
         }
         for key in std::mem::take(&mut self.to_flush) {
+            self.flush(key, now)?;
+        }
+        // With a zero winners delay, the writes just done set timers that are
+        // already due: fire them now, in writes of their own, rather than a
+        // turn later behind this turn's closes.
+        let mut due = Vec::new();
+        self.fire_timers(now, &mut due);
+        for key in due {
             self.flush(key, now)?;
         }
         if now >= self.next_sweep {
@@ -352,6 +352,20 @@ impl Server {
             self.accept(now);
         }
         Ok(())
+    }
+
+    /// Tells every session whose timer is due that time has come; pushes their
+    /// keys to `ready`.
+    fn fire_timers(&mut self, now: Instant, ready: &mut Vec<usize>) {
+        while let Some(&(at, key)) = self.timers.first()
+            && at <= now
+        {
+            self.timers.pop_first();
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.session.handle_timeout(now);
+                ready.push(key);
+            }
+        }
     }
 
     /// Writes pending output within the turn's budget, holds WRITABLE interest
