@@ -58,14 +58,37 @@ impl Lottery {
         }
     }
 
-    fn count(&self) -> u16 {
+    /// The agencies the draw waits for, numbered `1..=agencies()`.
+    pub fn agencies(&self) -> u16 {
         (self.agencies.len() - 1) as u16
+    }
+
+    /// Agencies whose end batch is durable.
+    pub fn finished(&self) -> usize {
+        self.finished
+    }
+
+    /// The agencies that have not finished, in number order.
+    pub fn pending(&self) -> impl Iterator<Item = u16> + '_ {
+        (1..=self.agencies()).filter(|&a| !self.agencies[usize::from(a)].finished)
+    }
+
+    /// The pending agencies for a log line: `2,5`, or the first `max` and how
+    /// many more (`1,2,3 (+997 more)`), or `none`.
+    pub fn pending_summary(&self, max: usize) -> String {
+        let total = usize::from(self.agencies()) - self.finished;
+        let shown: Vec<String> = self.pending().take(max).map(|a| a.to_string()).collect();
+        match total {
+            0 => "none".to_owned(),
+            n if n > max => format!("{} (+{} more)", shown.join(","), n - max),
+            _ => shown.join(","),
+        }
     }
 
     /// Binds `conn` to `agency` on its header. Fails if the agency does not
     /// exist, is already bound to a live connection, or has finished.
     pub fn claim(&mut self, agency: u16, conn: usize) -> Result<(), ClaimError> {
-        let agencies = self.count();
+        let agencies = self.agencies();
         let slot = self
             .agencies
             .get_mut(usize::from(agency))
@@ -109,18 +132,18 @@ impl Lottery {
         debug_assert!(!slot.finished, "agency {agency} finished twice");
         slot.finished = true;
         self.finished += 1;
-        self.finished == usize::from(self.count())
+        self.finished == usize::from(self.agencies())
     }
 
     /// Runs the draw once every agency has finished; returns the agencies whose
     /// connection is still there to receive its winners, with that connection.
     pub fn draw(&mut self) -> Vec<(u16, usize)> {
         assert!(
-            !self.drawn && self.finished == usize::from(self.count()),
+            !self.drawn && self.finished == usize::from(self.agencies()),
             "the draw runs once, after every agency finished"
         );
         self.drawn = true;
-        (1..=self.count())
+        (1..=self.agencies())
             .filter_map(|agency| Some((agency, self.agencies[usize::from(agency)].conn?)))
             .collect()
     }
@@ -196,6 +219,20 @@ mod tests {
                 agencies: 0
             })
         );
+    }
+
+    #[test]
+    fn pending_agencies_are_summarised_for_the_log() {
+        let mut lottery = Lottery::new(14);
+        for agency in [1, 3, 4] {
+            lottery.finish(agency);
+        }
+        assert_eq!(lottery.pending_summary(20), "2,5,6,7,8,9,10,11,12,13,14");
+        assert_eq!(lottery.pending_summary(3), "2,5,6 (+8 more)");
+        let mut one = Lottery::new(1);
+        assert_eq!(one.pending_summary(3), "1");
+        one.finish(1);
+        assert_eq!(one.pending_summary(3), "none");
     }
 
     #[test]

@@ -35,6 +35,10 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_BUDGET: usize = 256 * 1024;
 /// Events taken per `poll`.
 const EVENTS: usize = 1024;
+/// How often the round's progress is logged while something happens.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Pending agencies named in a progress line; more are counted.
+const PROGRESS_PENDING_SHOWN: usize = 20;
 
 struct Conn {
     stream: TcpStream,
@@ -48,7 +52,6 @@ struct Conn {
     /// Already in the `to_commit` / `to_flush` list this turn.
     in_commit: bool,
     in_flush: bool,
-    last_progress: Instant,
 }
 
 impl Sessions for Slab<Conn> {
@@ -102,6 +105,15 @@ pub struct Server {
     /// Sessions waiting for a time (their winners' delay), earliest first. A
     /// key freed and reused meanwhile only costs its new session a no-op.
     timers: BTreeSet<(Instant, usize)>,
+    progress: Progress,
+}
+
+/// What the last progress line said, to log the next only when something
+/// changed (quiet when idle).
+struct Progress {
+    at: Instant,
+    bets: u64,
+    finished: usize,
 }
 
 impl Server {
@@ -150,6 +162,11 @@ impl Server {
             to_close: Vec::new(),
             accept_backlogged: false,
             timers: BTreeSet::new(),
+            progress: Progress {
+                at: Instant::now(),
+                bets: 0,
+                finished: 0,
+            },
         })
     }
 
@@ -226,13 +243,12 @@ impl Server {
                     );
                     entry.insert(Conn {
                         stream,
-                        session: Session::new(key, peer, self.config.winners_delay),
+                        session: Session::new(key, peer, now, self.config.winners_delay),
                         writable: false,
                         paused: false,
                         closing: false,
                         in_commit: false,
                         in_flush: false,
-                        last_progress: now,
                     });
                 }
                 // The backlog is empty until the next event.
@@ -242,6 +258,14 @@ impl Server {
                 }
                 // Interrupted by a signal: try again.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // That one peer's connection failed before we took it: the
+                // next one may be fine, so accept again at once.
+                Err(e) if is_retry_now(&e) => {
+                    warn!(
+                        "action: accept_connections | result: fail | error: {e}; accepting the next"
+                    );
+                    continue;
+                }
                 // EMFILE and friends: the peer waits in the backlog until a
                 // connection is freed; say why.
                 Err(e) => {
@@ -272,8 +296,10 @@ impl Server {
             };
             match io {
                 Io::Done(n) => {
-                    conn.last_progress = now;
-                    if let Err(e) = conn.session.on_input(&self.scratch[..n], &mut self.app) {
+                    if let Err(e) = conn
+                        .session
+                        .on_input(&self.scratch[..n], now, &mut self.app)
+                    {
                         break Err(e);
                     }
                 }
@@ -290,14 +316,15 @@ impl Server {
             }
         };
         if let Err(e) = outcome {
-            let fatal = e.is_fatal();
+            // The session stopped reading; what it committed is still acked
+            // before the close (it is done once its output is written).
             error!(
                 "action: {} | result: fail | ip: {} | error: {e}",
                 e.action(),
                 conn.session.peer().ip()
             );
-            mark_closing(conn, key, &mut self.to_close);
-            if fatal {
+            if e.is_fatal() {
+                mark_closing(conn, key, &mut self.to_close);
                 return Err(io::Error::other(e.to_string()));
             }
         }
@@ -343,6 +370,9 @@ impl Server {
         for key in due {
             self.flush(key, now)?;
         }
+        if now >= self.progress.at + PROGRESS_EVERY {
+            self.log_progress(now);
+        }
         if now >= self.next_sweep {
             self.sweep_stalled(now);
             self.next_sweep = now + sweep_interval(self.config.stall_timeout);
@@ -352,6 +382,33 @@ impl Server {
             self.accept(now);
         }
         Ok(())
+    }
+
+    /// Logs the round's progress if bets were stored or agencies finished
+    /// since the last line; says nothing while idle, in echo-only mode, or
+    /// once the draw has run (its own line ends the round).
+    fn log_progress(&mut self, now: Instant) {
+        let lottery = &self.app.lottery;
+        let bets = self.app.store.committed();
+        let finished = lottery.finished();
+        let last = &self.progress;
+        if lottery.agencies() > 0
+            && !lottery.drawn()
+            && (bets != last.bets || finished != last.finished)
+        {
+            let seconds = now.saturating_duration_since(last.at).as_secs_f64();
+            info!(
+                "action: progress | result: in_progress | agencies_finished: {finished}/{} | pending: {} | bets: {bets} | bets_per_s: {:.0}",
+                lottery.agencies(),
+                lottery.pending_summary(PROGRESS_PENDING_SHOWN),
+                (bets - last.bets) as f64 / seconds.max(1e-3)
+            );
+        }
+        self.progress = Progress {
+            at: now,
+            bets,
+            finished,
+        };
     }
 
     /// Tells every session whose timer is due that time has come; pushes their
@@ -396,7 +453,6 @@ impl Server {
             match io {
                 Io::Done(n) => {
                     conn.session.advance(n, now);
-                    conn.last_progress = now;
                     budget -= n;
                 }
                 Io::WouldBlock => {
@@ -451,21 +507,20 @@ impl Server {
         Ok(())
     }
 
-    /// Closes connections stuck mid-stream for longer than the stall timeout.
-    /// Runs a few times per timeout, not per event, so it costs O(connections)
-    /// per second at most.
+    /// Closes connections that made no progress for the stall timeout (the
+    /// session says which kind of stall it is). Runs a few times per timeout,
+    /// not per event, so it costs O(connections) per second at most.
     fn sweep_stalled(&mut self, now: Instant) {
         let limit = self.config.stall_timeout;
         for (key, conn) in self.conns.iter_mut() {
-            if conn.closing || conn.session.is_waiting_for_draw() {
+            if conn.closing {
                 continue;
             }
-            let idle = now.saturating_duration_since(conn.last_progress);
-            if idle > limit {
+            if let Some(stall) = conn.session.stalled(now, limit) {
                 warn!(
-                    "action: timeout | result: fail | ip: {} | idle: {} | error: no progress mid-stream; a partial batch is not stored",
+                    "action: timeout | result: fail | ip: {} | agencia: {} | error: {stall}",
                     conn.session.peer().ip(),
-                    humantime::format_duration(Duration::from_millis(idle.as_millis() as u64))
+                    conn.session.agency().unwrap_or(0),
                 );
                 mark_closing(conn, key, &mut self.to_close);
             }
@@ -550,6 +605,30 @@ impl Server {
     }
 }
 
+/// The accept(2) errors that concern one pending connection, not the
+/// listener: Linux passes the new socket's pending network errors up through
+/// accept, and the man page says to treat them like `EAGAIN` and retry. Every
+/// other error (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) leaves the peer in
+/// the backlog until a connection is freed.
+fn is_retry_now(e: &io::Error) -> bool {
+    use libc::*;
+    matches!(
+        e.raw_os_error(),
+        Some(
+            ECONNABORTED
+                | EPROTO
+                | ENETDOWN
+                | ENOPROTOOPT
+                | EHOSTDOWN
+                | ENONET
+                | EHOSTUNREACH
+                | EOPNOTSUPP
+                | ENETUNREACH
+                | EPERM
+        )
+    )
+}
+
 fn mark_closing(conn: &mut Conn, key: usize, to_close: &mut Vec<usize>) {
     if !conn.closing {
         conn.closing = true;
@@ -572,4 +651,34 @@ fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_about_one_peer_are_retried_at_once() {
+        use libc::*;
+        let table = [
+            (ECONNABORTED, true), // the peer reset before we took it
+            (EPROTO, true),
+            (ENETDOWN, true),
+            (ENETUNREACH, true),
+            (EHOSTUNREACH, true),
+            (EPERM, true),   // a firewall rule refused it
+            (EMFILE, false), // wait for a descriptor
+            (ENFILE, false),
+            (ENOBUFS, false),
+            (ENOMEM, false),
+        ];
+        for (errno, retry) in table {
+            assert_eq!(
+                is_retry_now(&io::Error::from_raw_os_error(errno)),
+                retry,
+                "{}",
+                io::Error::from_raw_os_error(errno)
+            );
+        }
+    }
 }

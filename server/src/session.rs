@@ -17,10 +17,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use lottery_protocol::{
-    ACK_LEN, Ack, Batch, END_ACK, Status, StreamDecoder, StreamError, Unit, decode_bet,
-    encode_winners, is_lottery_stream,
+    ACK_LEN, Ack, Batch, END_ACK, MAX_BATCH_LEN, MAX_BETS_PER_BATCH, Status, StreamDecoder,
+    StreamError, Unit, decode_bet, encode_winners, is_lottery_stream,
 };
 
 use crate::lottery::{ClaimError, Lottery};
@@ -30,6 +30,12 @@ use crate::storage::{Durable, Store};
 pub const MAX_ECHO_LINE: usize = 1024;
 /// A session stops taking input while this much output waits for its peer.
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Capacity an emptied output or held-acks buffer may keep: one full batch's
+/// acks and the end ack. A buffer that grew past it (a pipelining peer, a
+/// reader that fell behind) is freed once drained, so an idle connection's
+/// memory stays small whatever it once had to hold (Redis'
+/// `clientsCronResizeQueryBuffer` idea).
+pub const KEEP_CAPACITY: usize = (MAX_BETS_PER_BATCH + 1) * ACK_LEN;
 
 /// What a session needs from the rest of the server.
 pub struct App<W: Durable> {
@@ -75,11 +81,20 @@ impl<W: Durable> App<W> {
             };
             if let Some(agency) = session.release_acks() {
                 draw_due |= self.lottery.finish(agency);
+                info!(
+                    "action: agency_finished | result: success | agencia: {agency} | cantidad: {} | agencies_finished: {}/{}",
+                    self.lottery.stored(agency),
+                    self.lottery.finished(),
+                    self.lottery.agencies()
+                );
             }
             ready.push(key);
         }
         if draw_due {
-            info!("action: sorteo | result: success");
+            info!(
+                "action: sorteo | result: success | cant_apuestas: {}",
+                self.store.committed()
+            );
             for (agency, key) in self.lottery.draw() {
                 if let Some(session) = sessions.session(key) {
                     session.send_winners(self.lottery.winners(agency), now);
@@ -97,7 +112,16 @@ pub enum SessionError {
     Stream(StreamError),
     Claim(ClaimError),
     EchoLineTooLong,
-    ClosedMidBatch { pending: usize },
+    /// The peer closed with part of a unit (`"header"` or `"batch"`) unread.
+    ClosedMidUnit {
+        unit: &'static str,
+        pending: usize,
+    },
+    /// The peer closed between batches, before its end frame.
+    ClosedBeforeEnd {
+        agency: u16,
+        bets: u64,
+    },
     Storage(io::Error),
 }
 
@@ -125,9 +149,13 @@ impl fmt::Display for SessionError {
             SessionError::EchoLineTooLong => {
                 write!(f, "echo line longer than {MAX_ECHO_LINE} bytes")
             }
-            SessionError::ClosedMidBatch { pending } => write!(
+            SessionError::ClosedMidUnit { unit, pending } => write!(
                 f,
-                "peer closed with a partial batch of {pending} bytes; nothing of it is stored"
+                "peer closed with a partial {unit} of {pending} bytes; nothing of it is stored"
+            ),
+            SessionError::ClosedBeforeEnd { agency, bets } => write!(
+                f,
+                "agency {agency} closed before its end frame, after {bets} bets on this connection; every complete batch is stored"
             ),
             SessionError::Storage(e) => write!(f, "storage failed: {e}"),
         }
@@ -146,6 +174,50 @@ impl From<ClaimError> for SessionError {
     }
 }
 
+/// Why a connection that made no progress for the stall timeout is closed.
+/// The loop asks [`Session::stalled`] a few times per timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// A unit (the header, a batch, an echo line) began this long ago and is
+    /// still incomplete; nothing of it is stored.
+    Partial {
+        unit: &'static str,
+        bytes: usize,
+        since: Duration,
+    },
+    /// An agency idle between complete batches, before its end frame.
+    Idle { bets: u64, since: Duration },
+    /// Connected and never sent a byte.
+    Silent { since: Duration },
+    /// Replies wait and the peer has read none of them.
+    NotReading { bytes: usize, since: Duration },
+}
+
+impl fmt::Display for Stall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ago =
+            |d: &Duration| humantime::format_duration(Duration::from_millis(d.as_millis() as u64));
+        match self {
+            Stall::Partial { unit, bytes, since } => write!(
+                f,
+                "a {unit} begun {} ago is still incomplete at {bytes} bytes; nothing of it is stored",
+                ago(since)
+            ),
+            Stall::Idle { bets, since } => write!(
+                f,
+                "idle between batches for {} after {bets} bets on this connection; every complete batch is stored",
+                ago(since)
+            ),
+            Stall::Silent { since } => write!(f, "sent nothing for {}", ago(since)),
+            Stall::NotReading { bytes, since } => write!(
+                f,
+                "read none of {bytes} bytes of replies for {}",
+                ago(since)
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// Nothing read yet: the first byte decides between a lottery stream and echo.
@@ -154,7 +226,8 @@ enum Mode {
     /// Receiving the header, then batches; the header binds the connection to
     /// its agency.
     Agency,
-    /// The end batch is in: waiting for the draw, then for the winners to leave.
+    /// The end batch is in: waiting for the draw, then for the winners to
+    /// leave. The peer may have shut down its write side meanwhile.
     Ended,
     /// Done: output drains, input is ignored, then the loop closes.
     Closing,
@@ -191,12 +264,21 @@ pub struct Session {
     /// the end ack.
     winners: Option<(Vec<u8>, usize)>,
     winners_delay: Duration,
+    /// When the first byte of the unit now partial in `input` arrived.
+    unit_started: Option<Instant>,
+    /// When bytes last moved either way.
+    last_activity: Instant,
+    /// Bets stored from this connection.
+    bets: u64,
+    /// Bytes after the end frame were reported; later ones are dropped quietly.
+    warned_after_end: bool,
 }
 
 impl Session {
-    /// A connection from `peer`, slab key `key`. Its winners leave no sooner
-    /// than `winners_delay` after its end ack was written.
-    pub fn new(key: usize, peer: SocketAddr, winners_delay: Duration) -> Session {
+    /// A connection from `peer`, slab key `key`, accepted at `now`. Its
+    /// winners leave no sooner than `winners_delay` after its end ack was
+    /// written.
+    pub fn new(key: usize, peer: SocketAddr, now: Instant, winners_delay: Duration) -> Session {
         Session {
             key,
             peer,
@@ -211,6 +293,10 @@ impl Session {
             end_ack: EndAck::NotYet,
             winners: None,
             winners_delay,
+            unit_started: None,
+            last_activity: now,
+            bets: 0,
+            warned_after_end: false,
         }
     }
 
@@ -223,31 +309,51 @@ impl Session {
         self.agency
     }
 
-    /// Consumes bytes read from the peer: the header binds the agency, every
-    /// complete batch is stored
-    /// (buffered, not yet synced) and its acks held; a partial tail is kept.
-    /// An `Err` means: close this connection (and stop the server if fatal).
+    /// Consumes bytes read from the peer at `now`: the header binds the
+    /// agency, every complete batch is stored (buffered, not yet synced) and
+    /// its acks held; a partial tail is kept. An `Err` means: stop reading,
+    /// write what is committed, then close (and stop the server if fatal).
     pub fn on_input<W: Durable>(
         &mut self,
         data: &[u8],
+        now: Instant,
         app: &mut App<W>,
     ) -> Result<(), SessionError> {
-        if self.input.is_empty() {
-            // The common case: parse straight from the read buffer, keep only the tail.
-            let used = self.consume(data, app)?;
-            self.input.extend_from_slice(&data[used..]);
-        } else {
+        self.last_activity = now;
+        let had_partial = !self.input.is_empty();
+        let (used, result) = if had_partial {
             let mut input = std::mem::take(&mut self.input);
+            let before = input.len();
             input.extend_from_slice(data);
-            let used = self.consume(&input, app)?;
+            let (used, result) = self.consume(&input, app);
             input.drain(..used);
             self.input = input;
+            (used.saturating_sub(before), result)
+        } else {
+            // The common case: parse straight from the read buffer, keep only the tail.
+            let (used, result) = self.consume(data, app);
+            self.input.extend_from_slice(&data[used..]);
+            (used, result)
+        };
+        if result.is_err() {
+            self.close_after_output();
         }
-        Ok(())
+        // The unit clock runs from the first byte of the unit now partial: it
+        // restarts only when a unit completed in between.
+        let completed = used > 0 || !had_partial;
+        self.unit_started = match (self.input.is_empty(), completed) {
+            (true, _) => None,
+            (false, true) => Some(now),
+            (false, false) => self.unit_started.or(Some(now)),
+        };
+        bound_capacity(&mut self.input, MAX_BATCH_LEN);
+        result
     }
 
-    /// The peer closed its side. A partial batch is an error (nothing of it was
-    /// stored); a partial echo line is echoed as it is.
+    /// The peer shut down its write side. After the end frame that is normal:
+    /// the connection stays for the winners. Before it, the peer is gone: a
+    /// partial unit is an error (nothing of it was stored), and so is an
+    /// agency leaving between batches; a partial echo line is echoed as it is.
     pub fn on_eof(&mut self) -> Result<(), SessionError> {
         match self.mode {
             Mode::Echo if !self.input.is_empty() => {
@@ -255,18 +361,93 @@ impl Session {
                 self.reply_echo(&line);
                 Ok(())
             }
-            Mode::Agency if !self.input.is_empty() => Err(SessionError::ClosedMidBatch {
-                pending: self.input.len(),
-            }),
-            _ => {
-                self.mode = Mode::Closing;
+            Mode::Agency if !self.input.is_empty() => {
+                let error = SessionError::ClosedMidUnit {
+                    unit: self.unit(),
+                    pending: self.input.len(),
+                };
+                self.close_after_output();
+                Err(error)
+            }
+            Mode::Agency => {
+                self.close_after_output();
+                match self.agency {
+                    Some(agency) => Err(SessionError::ClosedBeforeEnd {
+                        agency,
+                        bets: self.bets,
+                    }),
+                    None => Ok(()),
+                }
+            }
+            Mode::Ended => Ok(()),
+            Mode::Fresh | Mode::Echo | Mode::Closing => {
+                self.close_after_output();
                 Ok(())
             }
         }
     }
 
-    /// Consumes complete units from the start of `buf`; returns the bytes used.
-    fn consume<W: Durable>(&mut self, buf: &[u8], app: &mut App<W>) -> Result<usize, SessionError> {
+    /// Stops taking input: what is held or written is still delivered (acks of
+    /// committed batches are never swallowed), then the loop closes.
+    pub fn close_after_output(&mut self) {
+        self.mode = Mode::Closing;
+        self.input = Vec::new();
+        self.unit_started = None;
+        self.winners = None;
+    }
+
+    /// What the partial input is the start of.
+    fn unit(&self) -> &'static str {
+        match self.mode {
+            Mode::Echo => "echo line",
+            Mode::Agency if self.stream.header().is_none() => "header",
+            _ => "batch",
+        }
+    }
+
+    /// Has this connection made no progress for `limit` at `now`? A unit must
+    /// complete within `limit` of its first byte however its bytes trickle
+    /// in; an agency waiting for the draw (or for its winners' delay) is never
+    /// stalled.
+    pub fn stalled(&self, now: Instant, limit: Duration) -> Option<Stall> {
+        let idle = now.saturating_duration_since(self.last_activity);
+        if !self.pending_output().is_empty() {
+            return (idle > limit).then_some(Stall::NotReading {
+                bytes: self.pending_output().len(),
+                since: idle,
+            });
+        }
+        if let Some(started) = self.unit_started {
+            let since = now.saturating_duration_since(started);
+            return (since > limit).then_some(Stall::Partial {
+                unit: self.unit(),
+                bytes: self.input.len(),
+                since,
+            });
+        }
+        if idle <= limit || self.has_held() {
+            return None;
+        }
+        match self.mode {
+            Mode::Fresh => Some(Stall::Silent { since: idle }),
+            Mode::Agency if self.agency.is_none() => Some(Stall::Silent { since: idle }),
+            Mode::Agency => Some(Stall::Idle {
+                bets: self.bets,
+                since: idle,
+            }),
+            Mode::Echo => Some(Stall::Silent { since: idle }),
+            Mode::Ended | Mode::Closing => None,
+        }
+    }
+
+    /// Consumes complete units from the start of `buf`; returns the bytes
+    /// used, and the error that stopped it if one did (what came before the
+    /// error is stored and its acks held).
+    fn consume<W: Durable>(
+        &mut self,
+        buf: &[u8],
+        app: &mut App<W>,
+    ) -> (usize, Result<(), SessionError>) {
         let mut used = 0;
         while let Some(&first) = buf.get(used) {
             let rest = &buf[used..];
@@ -281,35 +462,61 @@ impl Session {
                 Mode::Echo => {
                     let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
                         if rest.len() >= MAX_ECHO_LINE {
-                            return Err(SessionError::EchoLineTooLong);
+                            return (used, Err(SessionError::EchoLineTooLong));
                         }
                         break;
                     };
                     if newline >= MAX_ECHO_LINE {
-                        return Err(SessionError::EchoLineTooLong);
+                        return (used, Err(SessionError::EchoLineTooLong));
                     }
                     self.reply_echo(&rest[..=newline]);
                     used = buf.len(); // the check is one line; what follows is ignored
                 }
-                Mode::Agency | Mode::Ended => {
-                    let Some((unit, n)) = self.stream.decode(rest)? else {
-                        break;
-                    };
-                    match unit {
-                        // The agency is claimed as soon as the header is in, so a
-                        // refused peer is not waited for until its first batch.
-                        Unit::Header(header) => {
-                            app.lottery.claim(header.agency, self.key)?;
-                            self.agency = Some(header.agency);
+                Mode::Agency => match self.stream.decode(rest) {
+                    Ok(Some((unit, n))) => {
+                        if let Err(e) = self.on_unit(unit, app) {
+                            return (used, Err(e));
                         }
-                        Unit::Batch(batch) => self.on_batch(batch, app)?,
+                        used += n;
                     }
-                    used += n;
+                    Ok(None) => break,
+                    Err(e) => return (used, Err(e.into())),
+                },
+                Mode::Ended => {
+                    // Bytes after the end frame cannot be bets; they do not cost
+                    // the agency its winners. Said once, then dropped.
+                    if !self.warned_after_end {
+                        self.warned_after_end = true;
+                        warn!(
+                            "action: receive_batch | result: fail | ip: {} | agencia: {} | error: {}; ignored",
+                            self.peer.ip(),
+                            self.agency.unwrap_or(0),
+                            StreamError::DataAfterEnd { bytes: rest.len() }
+                        );
+                    }
+                    used = buf.len();
                 }
                 Mode::Closing => used = buf.len(),
             }
         }
-        Ok(used)
+        (used, Ok(()))
+    }
+
+    fn on_unit<W: Durable>(
+        &mut self,
+        unit: Unit<'_>,
+        app: &mut App<W>,
+    ) -> Result<(), SessionError> {
+        match unit {
+            // The agency is claimed as soon as the header is in, so a refused
+            // peer is not waited for until its first batch.
+            Unit::Header(header) => {
+                app.lottery.claim(header.agency, self.key)?;
+                self.agency = Some(header.agency);
+                Ok(())
+            }
+            Unit::Batch(batch) => self.on_batch(batch, app),
+        }
     }
 
     /// Stores one complete batch and holds its acks. A bet that cannot be
@@ -329,6 +536,7 @@ impl Session {
                 Ok(bet) => {
                     app.store.append(&bet).map_err(SessionError::Storage)?;
                     app.lottery.record(&bet);
+                    self.bets += 1;
                     debug!(
                         "action: apuesta_almacenada | result: success | dni: {} | numero: {}",
                         bet.document, bet.number
@@ -362,7 +570,6 @@ impl Session {
             self.held_end = true;
             self.end_ack = EndAck::Queued;
             self.mode = Mode::Ended;
-            self.input = Vec::new(); // nothing more to read: give the buffer back
         }
         Ok(())
     }
@@ -392,6 +599,7 @@ impl Session {
             self.output.append(&mut self.held);
         }
         self.held.clear();
+        bound_capacity(&mut self.held, KEEP_CAPACITY);
         if std::mem::take(&mut self.held_end) {
             self.agency()
         } else {
@@ -405,12 +613,15 @@ impl Session {
     pub fn send_winners(&mut self, documents: &[u32], now: Instant) {
         let mut message = Vec::new();
         if let Err(e) = encode_winners(documents, &mut message) {
-            // Never send a truncated list: close without winners instead.
-            warn!(
-                "action: send_winners | result: fail | ip: {} | error: {e}",
-                self.peer.ip()
+            // The length is a u16 of bytes: never send a truncated list; close
+            // after the end ack without winners instead, and say why.
+            error!(
+                "action: send_winners | result: fail | ip: {} | agencia: {} | cant_ganadores: {} | error: {e}; the agency is closed without winners",
+                self.peer.ip(),
+                self.agency.unwrap_or(0),
+                documents.len()
             );
-            self.mode = Mode::Closing;
+            self.close_after_output();
             return;
         }
         self.winners = Some((message, documents.len()));
@@ -452,9 +663,11 @@ impl Session {
     /// `n` bytes of [`Session::pending_output`] were written at `now`.
     pub fn advance(&mut self, n: usize, now: Instant) {
         self.written += n;
+        self.last_activity = now;
         if self.written == self.output.len() {
             self.output.clear();
             self.written = 0;
+            bound_capacity(&mut self.output, KEEP_CAPACITY);
             // The end ack is the last thing before the winners: all output
             // written and none held means it is out.
             if self.end_ack == EndAck::Queued && self.held.is_empty() {
@@ -479,6 +692,17 @@ impl Session {
     /// stall, however long.
     pub fn is_waiting_for_draw(&self) -> bool {
         self.mode == Mode::Ended && self.pending_output().is_empty() && !self.has_held()
+    }
+}
+
+/// Frees what a buffer holds beyond `keep` bytes of capacity (or its length,
+/// if longer), so that one large read or reply does not stay allocated for the
+/// life of the connection.
+fn bound_capacity(buf: &mut Vec<u8>, keep: usize) {
+    if buf.is_empty() && buf.capacity() > keep {
+        *buf = Vec::new();
+    } else if buf.capacity() > keep.max(buf.len()) {
+        buf.shrink_to(keep.max(buf.len()));
     }
 }
 

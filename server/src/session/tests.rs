@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lottery_protocol::{
-    ACK_LEN, Ack, Bet, END_FRAME, FRAME_LEN, HEADER_LEN, Header, Reply, Status, WINNING_NUMBER,
-    decode_reply, decode_winners, encode_stream,
+    ACK_LEN, Ack, Bet, END_ACK, END_FRAME, FRAME_LEN, HEADER_LEN, Header, MAX_BATCH_LEN, Reply,
+    Status, WINNING_NUMBER, decode_reply, decode_winners, encode_stream,
 };
 
 use super::*;
@@ -42,7 +42,8 @@ impl Harness {
 
     fn connect(&mut self, key: usize) {
         let peer = format!("127.0.0.1:{}", 40000 + key).parse().unwrap();
-        self.sessions.insert(key, Session::new(key, peer, DELAY));
+        self.sessions
+            .insert(key, Session::new(key, peer, self.now, DELAY));
     }
 
     /// Moves the clock and fires the sessions' timers, as the loop does.
@@ -55,7 +56,7 @@ impl Harness {
 
     fn feed(&mut self, key: usize, bytes: &[u8]) -> Result<(), SessionError> {
         let session = self.sessions.get_mut(&key).unwrap();
-        let result = session.on_input(bytes, &mut self.app);
+        let result = session.on_input(bytes, self.now, &mut self.app);
         if session.has_held() && !self.committed.contains(&key) {
             self.committed.push(key);
         }
@@ -177,7 +178,7 @@ fn winners_leave_only_a_delay_after_the_end_ack_was_written() {
     for delay in [Duration::ZERO, DELAY] {
         let mut h = Harness::new(1);
         let peer = "127.0.0.1:40001".parse().unwrap();
-        h.sessions.insert(1, Session::new(1, peer, delay));
+        h.sessions.insert(1, Session::new(1, peer, h.now, delay));
         let b = bets(1, 2, &[0]);
         h.feed(1, &stream(1, &b, 103)).unwrap();
         h.end_turn(); // commit, end ack released, the draw runs
@@ -310,7 +311,6 @@ fn rejected_bets_are_acked_with_their_status_and_not_stored() {
 
 #[test]
 fn protocol_errors_close_the_connection_and_store_nothing_of_the_batch() {
-    let b = bets(1, 2, &[]);
     let table: Vec<(Vec<u8>, &str, usize)> = vec![
         (vec![0, 0, 0, 1], "bad header: batch size is 0", 0),
         (
@@ -332,11 +332,6 @@ fn protocol_errors_close_the_connection_and_store_nothing_of_the_batch() {
             vec![0, 79, 0, 3],
             "agency refused: agency 3 is not between 1 and 2",
             0,
-        ),
-        (
-            [stream(1, &b, 3), vec![0]].concat(),
-            "1 bytes after the end frame",
-            2,
         ),
     ];
     for (bytes, want, rows) in table {
@@ -415,6 +410,20 @@ fn eof_mid_batch_stores_nothing_of_it() {
     h.end_turn();
     assert_eq!(h.stored().lines().count(), 2, "only the complete batch");
     assert!(!h.app.lottery.drawn());
+    assert_eq!(
+        replies(&h.take_output(1)),
+        stored_acks(&bets(1, 2, &[])),
+        "the stored batch is acked before the close"
+    );
+    assert!(h.sessions[&1].is_done());
+
+    h.connect(2);
+    h.feed(2, &[0, 79, 0]).unwrap();
+    let err = h.sessions.get_mut(&2).unwrap().on_eof().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "peer closed with a partial header of 3 bytes; nothing of it is stored"
+    );
 }
 
 #[test]
@@ -518,4 +527,212 @@ fn random_input_never_panics_and_memory_stays_bounded() {
         let _ = h.sessions.get_mut(&1).unwrap().on_eof();
         h.end_turn();
     }
+}
+
+/// `shutdown(SHUT_WR)` after the end frame (what `nc < file` does) is normal:
+/// the connection stays and gets its winners. Before the end frame, the peer
+/// is gone, and the log says so even between batches.
+#[test]
+fn eof_after_the_end_frame_keeps_the_connection_for_the_winners() {
+    let mut h = Harness::new(2);
+    h.connect(1);
+    let b1 = bets(1, 3, &[0]);
+    h.feed(1, &stream(1, &b1, 2)).unwrap();
+    h.sessions.get_mut(&1).unwrap().on_eof().unwrap();
+    h.end_turn();
+    assert_eq!(replies(&h.take_output(1)).len(), 4, "acks and end ack");
+    assert!(!h.sessions[&1].is_done(), "kept for the winners");
+    h.sleep(DELAY);
+    h.connect(2);
+    h.feed(2, &stream(2, &bets(2, 1, &[]), 2)).unwrap();
+    h.end_turn();
+    assert_eq!(decode_winners(&h.take_output(1)), Ok(Some((vec![1000], 6))));
+    assert!(h.sessions[&1].is_done());
+
+    // Between batches, before the end frame: gone, and said so.
+    let mut h = Harness::new(1);
+    h.connect(1);
+    let bytes = stream(1, &bets(1, 4, &[]), 2);
+    h.feed(1, &bytes[..HEADER_LEN + 2 * FRAME_LEN]).unwrap();
+    let err = h.sessions.get_mut(&1).unwrap().on_eof().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agency 1 closed before its end frame, after 2 bets on this connection; every complete batch is stored"
+    );
+    h.end_turn();
+    assert_eq!(replies(&h.take_output(1)).len(), 2, "its acks still go out");
+    assert!(h.sessions[&1].is_done());
+}
+
+/// Bytes after the end frame cannot be bets: they are dropped (with one
+/// warning) and cost the agency nothing, however TCP splits them off.
+#[test]
+fn bytes_after_the_end_frame_are_dropped_and_the_agency_still_wins() {
+    let b = bets(1, 3, &[2]);
+    for stray in [vec![0u8], vec![7; 200], stream(1, &b, 2)] {
+        for split in [false, true] {
+            let mut h = Harness::new(1);
+            h.connect(1);
+            let bytes = [stream(1, &b, 2), stray.clone()].concat();
+            let at = if split {
+                bytes.len() - stray.len()
+            } else {
+                bytes.len()
+            };
+            h.feed(1, &bytes[..at]).unwrap();
+            h.feed(1, &bytes[at..]).unwrap();
+            h.end_turn();
+            let mut want = stored_acks(&b);
+            want.push(Reply::End);
+            assert_eq!(replies(&h.take_output(1)), want, "split {split}");
+            assert!(h.app.lottery.drawn());
+            h.sleep(DELAY);
+            assert_eq!(decode_winners(&h.take_output(1)), Ok(Some((vec![1002], 6))));
+            assert_eq!(h.stored().lines().count(), 3, "nothing of the stray bytes");
+        }
+    }
+}
+
+/// A unit must complete within the stall timeout of its first byte, however
+/// its bytes trickle in; an agency idle between batches is told apart from
+/// one stuck mid-batch, and one waiting for the draw never stalls.
+#[test]
+fn stalls_are_judged_on_a_clock_the_test_moves() {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let mut h = Harness::new(2);
+    let second = Duration::from_secs(1);
+
+    // A dribbler: a byte every 10 s keeps it active, but the batch it
+    // started is still partial 31 s after its first byte.
+    h.connect(1);
+    let bytes = stream(1, &bets(1, 2, &[]), 2);
+    h.feed(1, &bytes[..HEADER_LEN + 1]).unwrap();
+    for i in 1..4 {
+        h.sleep(10 * second);
+        h.feed(1, &bytes[HEADER_LEN + i..HEADER_LEN + i + 1])
+            .unwrap();
+        assert_eq!(h.sessions[&1].stalled(h.now, LIMIT), None);
+    }
+    h.sleep(second);
+    let stall = h.sessions[&1].stalled(h.now, LIMIT).expect("stalled");
+    assert_eq!(
+        stall.to_string(),
+        "a batch begun 31s ago is still incomplete at 4 bytes; nothing of it is stored"
+    );
+
+    // Idle between complete batches: a different story, and nothing lost.
+    h.connect(2);
+    let bytes = stream(2, &bets(2, 4, &[]), 2);
+    h.feed(2, &bytes[..HEADER_LEN + 2 * FRAME_LEN]).unwrap();
+    h.end_turn();
+    h.take_output(2);
+    h.sleep(LIMIT);
+    assert_eq!(h.sessions[&2].stalled(h.now, LIMIT), None, "not yet");
+    h.sleep(second);
+    assert_eq!(
+        h.sessions[&2].stalled(h.now, LIMIT).unwrap().to_string(),
+        "idle between batches for 31s after 2 bets on this connection; every complete batch is stored"
+    );
+
+    // Silent since connecting; and a header begun but never finished.
+    h.connect(3);
+    h.connect(4);
+    h.feed(4, &[0, 79]).unwrap();
+    h.sleep(LIMIT + second);
+    assert_eq!(
+        h.sessions[&3].stalled(h.now, LIMIT).unwrap().to_string(),
+        "sent nothing for 31s"
+    );
+    assert!(matches!(
+        h.sessions[&4].stalled(h.now, LIMIT),
+        Some(Stall::Partial {
+            unit: "header",
+            bytes: 2,
+            ..
+        })
+    ));
+
+    // Waiting for the draw: never a stall, however long.
+    let mut h = Harness::new(2);
+    h.connect(1);
+    h.feed(1, &stream(1, &bets(1, 1, &[]), 2)).unwrap();
+    h.end_turn();
+    h.take_output(1);
+    h.sleep(100 * LIMIT);
+    assert_eq!(h.sessions[&1].stalled(h.now, LIMIT), None);
+
+    // Replies the peer does not read.
+    h.connect(2);
+    h.feed(2, &stream(2, &bets(2, 1, &[]), 2)).unwrap();
+    h.end_turn();
+    h.sleep(LIMIT + second);
+    assert_eq!(
+        h.sessions[&2].stalled(h.now, LIMIT).unwrap().to_string(),
+        "read none of 18 bytes of replies for 31s"
+    );
+}
+
+/// What a connection keeps is bounded in capacity, not only in length: one
+/// large read or a long backlog of acks is not kept for the connection's life.
+#[test]
+fn buffer_capacity_is_bounded_after_large_reads_and_writes() {
+    let mut h = Harness::new(1);
+    h.connect(1);
+    let b = bets(1, 2000, &[]);
+    let bytes = stream(1, &b, 103);
+    // 64 KiB reads, each ending mid-batch, the first one after a partial tail.
+    h.feed(1, &bytes[..100]).unwrap();
+    let mut at = 100;
+    while at + 65536 < bytes.len() {
+        h.feed(1, &bytes[at..at + 65536]).unwrap();
+        at += 65536;
+        let s = &h.sessions[&1];
+        assert!(
+            s.input.capacity() <= MAX_BATCH_LEN,
+            "input {}",
+            s.input.capacity()
+        );
+    }
+    h.end_turn();
+    let out = h.take_output(1);
+    assert!(
+        out.len() > 10 * KEEP_CAPACITY,
+        "a large backlog of acks was written"
+    );
+    let s = &h.sessions[&1];
+    assert!(
+        s.output.capacity() <= KEEP_CAPACITY,
+        "output {}",
+        s.output.capacity()
+    );
+    assert!(
+        s.held.capacity() <= KEEP_CAPACITY,
+        "held {}",
+        s.held.capacity()
+    );
+    h.feed(1, &bytes[at..]).unwrap();
+    h.end_turn();
+    h.take_output(1);
+    let s = &h.sessions[&1];
+    assert_eq!(s.input.capacity(), 0, "nothing partial: nothing kept");
+}
+
+/// The winners length is a u16 of bytes: 16,383 documents at most. An agency
+/// with more gets its acks and end ack, then the close, never a truncated list.
+#[test]
+fn more_winners_than_a_message_can_carry_close_the_agency_without_a_list() {
+    let n = lottery_protocol::MAX_WINNERS as u32 + 1;
+    let mut h = Harness::new(1);
+    h.connect(1);
+    let b: Vec<Bet> = (0..n)
+        .map(|i| Bet::new(1, "A", "B", i, "2000-01-01", WINNING_NUMBER).unwrap())
+        .collect();
+    h.feed(1, &stream(1, &b, 103)).unwrap();
+    h.end_turn();
+    let out = h.take_output(1);
+    assert_eq!(out.len(), (b.len() + 1) * ACK_LEN);
+    assert_eq!(&out[out.len() - ACK_LEN..], END_ACK);
+    h.sleep(DELAY);
+    assert!(h.take_output(1).is_empty(), "no winners message");
+    assert!(h.sessions[&1].is_done());
 }
