@@ -7,7 +7,8 @@
 //! 2. durable ingest through the real server binary for 5 to 10,000 concurrent
 //!    agencies driven by the load generator (one thread, many sockets), the
 //!    median of three runs each;
-//! 3. memory per idle connection;
+//! 3. server memory per connection: idle, mid-batch, idle after two full
+//!    batches, and waiting for the draw;
 //! 4. the 5-agency course dataset end to end with the real client binaries.
 
 use std::fmt::Write as _;
@@ -19,12 +20,14 @@ use std::time::{Duration, Instant};
 use client::generate::agency_bets;
 use client::load::{LoadConfig, Report, run};
 use e2e::{Server, binary, dataset, root, wait_child, write_agency_file};
+use lottery_protocol::{ACK_LEN, Bet, END_FRAME, FRAME_LEN, Header};
 use server::storage::Store;
 
 const AGENCIES: [u16; 4] = [5, 100, 1_000, 10_000];
 /// Bets per run, spread over the agencies (at least 20 each).
 const TOTAL_BETS: usize = 1_000_000;
-const IDLE_CONNECTIONS: usize = 10_000;
+/// Connections per memory measurement.
+const CONNECTIONS: usize = 10_000;
 /// Runs per agency count; the median (by ratio to the roofline) is reported.
 const REPEATS: usize = 3;
 
@@ -73,7 +76,10 @@ fn main() {
         runs.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
         ingests.push(runs.swap_remove(REPEATS / 2));
     }
-    let idle = idle_memory(&out);
+    let memory: Vec<(PeerState, f64)> = PeerState::ALL
+        .iter()
+        .map(|&state| (state, connection_memory(&out, state)))
+        .collect();
     let (dataset_label, dataset_seconds, dataset_roofline) = dataset_end_to_end(&out);
 
     let mut table = String::new();
@@ -102,7 +108,20 @@ fn main() {
         )
         .unwrap();
     }
-    writeln!(table, "\nidle connections: {IDLE_CONNECTIONS}, server RSS grew {:.1} MB: {:.0} bytes per idle connection", idle as f64 * IDLE_CONNECTIONS as f64 / 1048576.0, idle).unwrap();
+    writeln!(
+        table,
+        "\n| {CONNECTIONS} connections, each | server RSS growth | bytes per connection |\n|---|---:|---:|"
+    )
+    .unwrap();
+    for (state, bytes) in &memory {
+        writeln!(
+            table,
+            "| {} | {:.1} MB | {bytes:.0} |",
+            state.label(),
+            bytes * CONNECTIONS as f64 / 1048576.0
+        )
+        .unwrap();
+    }
     writeln!(
         table,
         "{dataset_label}: {dataset_seconds:.3} s from server start to the last client's exit (the roofline writes its rows in {:.3} s: ratio {:.1})",
@@ -113,7 +132,7 @@ fn main() {
     print!("{table}");
 
     let json = format!(
-        "{{\n  \"machine\": {:?},\n  \"ingest\": [\n{}\n  ],\n  \"idle_bytes_per_connection\": {idle:.0},\n  \"dataset\": {{\"label\": {dataset_label:?}, \"seconds\": {dataset_seconds:.4}, \"roofline_seconds\": {dataset_roofline:.4}}}\n}}\n",
+        "{{\n  \"machine\": {:?},\n  \"ingest\": [\n{}\n  ],\n  \"bytes_per_connection\": {{{}}},\n  \"dataset\": {{\"label\": {dataset_label:?}, \"seconds\": {dataset_seconds:.4}, \"roofline_seconds\": {dataset_roofline:.4}}}\n}}\n",
         machine(),
         ingests
             .iter()
@@ -122,7 +141,12 @@ fn main() {
                 i.agencies, i.bets, i.seconds, i.bets_per_s(), i.roofline_rows_per_s, i.ratio(), i.p50_ms, i.p99_ms, i.syncs, i.server_cpu_s, i.server_peak_rss_kb
             ))
             .collect::<Vec<_>>()
-            .join(",\n")
+            .join(",\n"),
+        memory
+            .iter()
+            .map(|(state, bytes)| format!("{:?}: {bytes:.0}", state.key()))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     std::fs::write(out.join("results.json"), json).expect("results.json");
     std::fs::write(out.join("ingest.svg"), chart(&ingests)).expect("ingest.svg");
@@ -214,27 +238,100 @@ fn roofline(dir: &Path, agencies: u16, per_agency: usize, group: usize) -> f64 {
 }
 
 /// Bytes of server RSS per connected, silent peer.
-fn idle_memory(out: &Path) -> f64 {
-    let dir = out.join("idle");
+/// What each peer of a memory measurement has done when RSS is read.
+#[derive(Debug, Clone, Copy)]
+enum PeerState {
+    /// Connected, nothing sent.
+    Idle,
+    /// The header and 102 frames of a 103-frame batch: one partial batch held.
+    MidBatch,
+    /// Two full batches sent and their acks read, then quiet: what a busy
+    /// connection keeps between bursts.
+    BetweenBatches,
+    /// A whole stream with its end frame, acks read, waiting for the draw.
+    WaitingForDraw,
+}
+
+impl PeerState {
+    const ALL: [PeerState; 4] = [
+        PeerState::Idle,
+        PeerState::MidBatch,
+        PeerState::BetweenBatches,
+        PeerState::WaitingForDraw,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            PeerState::Idle => "idle: connected, nothing sent",
+            PeerState::MidBatch => "mid-batch: 102 of 103 frames received",
+            PeerState::BetweenBatches => "between batches: 2 × 103 bets stored and acked",
+            PeerState::WaitingForDraw => "waiting for the draw: ended, acked",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            PeerState::Idle => "idle",
+            PeerState::MidBatch => "mid_batch",
+            PeerState::BetweenBatches => "between_batches",
+            PeerState::WaitingForDraw => "waiting_for_draw",
+        }
+    }
+
+    /// What agency `agency` sends, and how many reply bytes it reads back.
+    fn stream(self, agency: u16, template: &[u8; FRAME_LEN]) -> (Vec<u8>, usize) {
+        let mut frame = *template;
+        frame[0] = agency as u8;
+        let frames = |n: usize| -> Vec<u8> { frame.repeat(n) };
+        let header = Header::new(103, agency).encode().to_vec();
+        match self {
+            PeerState::Idle => (Vec::new(), 0),
+            PeerState::MidBatch => ([header, frames(102)].concat(), 0),
+            PeerState::BetweenBatches => ([header, frames(206)].concat(), 206 * ACK_LEN),
+            PeerState::WaitingForDraw => (
+                [header, frames(3), END_FRAME.to_vec()].concat(),
+                4 * ACK_LEN,
+            ),
+        }
+    }
+}
+
+/// Server RSS growth per connection, over [`CONNECTIONS`] peers in `state`.
+fn connection_memory(out: &Path, state: PeerState) -> f64 {
+    let dir = out.join(format!("memory-{}", state.key()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // One more agency than peers, so the draw never runs.
     let mut server = Server::start_logging_to_file(
         &dir,
-        1,
+        CONNECTIONS as u16 + 1,
         &[("SERVER_LISTEN_BACKLOG", "4096"), ("STALL_TIMEOUT", "1h")],
     );
     let pid = server.pid();
     std::thread::sleep(Duration::from_millis(200));
     let before = rss_kb(pid);
-    let peers: Vec<std::net::TcpStream> = (0..IDLE_CONNECTIONS)
-        .map(|_| std::net::TcpStream::connect(server.address()).expect("idle peer"))
+    let template = Bet::new(1, "Ana", "Gómez", 30904465, "1990-06-15", 1234)
+        .unwrap()
+        .view()
+        .encode();
+    let peers: Vec<std::net::TcpStream> = (1..=CONNECTIONS as u16)
+        .map(|agency| {
+            let mut peer = std::net::TcpStream::connect(server.address()).expect("peer");
+            let (bytes, reply) = state.stream(agency, &template);
+            peer.write_all(&bytes).expect("peer sends");
+            if reply > 0 {
+                let mut buf = vec![0u8; reply];
+                std::io::Read::read_exact(&mut peer, &mut buf).expect("peer reads its acks");
+            }
+            peer
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let after = rss_kb(pid);
     drop(peers);
     server.signal("TERM");
     server.wait_exit(Duration::from_secs(30));
-    (after.saturating_sub(before) * 1024) as f64 / IDLE_CONNECTIONS as f64
+    (after.saturating_sub(before) * 1024) as f64 / CONNECTIONS as f64
 }
 
 /// The 5-agency dataset (or generated files of its sizes) with the real client
@@ -271,10 +368,12 @@ fn dataset_end_to_end(out: &Path) -> (String, f64, f64) {
         .enumerate()
         .map(|(i, file)| {
             Command::new(&client)
-                .args(["--config", "/nonexistent"])
+                .args(["--config", "/dev/null"])
                 .env("CLI_ID", (i + 1).to_string())
                 .env("CLI_SERVER_ADDRESS", server.address())
                 .env("CLI_AGENCY_DATA_FILE", file)
+                // Full speed: unset, `loop.period` is 5 s between batches.
+                .env("CLI_LOOP_PERIOD", "0s")
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("client")
