@@ -6,15 +6,26 @@
 //! to `window` batches are in flight; acks come back in order, one per bet,
 //! then the end ack, then the winners message. With `window` 1 this is the
 //! reference client's stop-and-wait.
+//!
+//! Time is an input, as in quinn-proto: with a `period` (see
+//! [`Agency::with_period`]) a batch may not leave before `period` after the
+//! previous one finished leaving. The caller passes `now` to
+//! [`Agency::to_send`] and [`Agency::sent`], and asks [`Agency::poll_timeout`]
+//! when to look again; the agency never reads a clock.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use lottery_protocol::{
-    ACK_LEN, Bet, FRAME_LEN, HEADER_LEN, Header, MAX_BETS_PER_BATCH, Reply, Status, WinnersError,
-    decode_reply, decode_winners, encode_stream,
+    ACK_LEN, Bet, FRAME_LEN, HEADER_LEN, Header, MAX_BETS_PER_BATCH, MAX_WINNERS, Reply, Status,
+    WinnersError, decode_reply, decode_winners, encode_stream,
 };
 
-/// Something the server said that a correct server would not.
+// The error text below spells the limit out; keep it in step with the protocol.
+const _: () = assert!(MAX_WINNERS == 16_383);
+
+/// Something the server said or did that ends the conversation without its
+/// winners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
     WrongAck {
@@ -30,6 +41,20 @@ pub enum ProtocolError {
     },
     Winners(WinnersError),
     TrailingBytes(usize),
+    /// The server closed the connection after the end ack, with no byte of a
+    /// winners message: what our server does for an agency with more winners
+    /// than one message can tell, and on shutdown before the draw.
+    NoWinnersAfterEndAck,
+    /// The server closed the connection after `bytes` bytes of the winners message.
+    ClosedInWinners {
+        bytes: usize,
+    },
+    /// The server closed the connection before the end ack; `acked` of
+    /// `batches` batches had all their acks.
+    ClosedEarly {
+        acked: usize,
+        batches: usize,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -54,6 +79,22 @@ impl fmt::Display for ProtocolError {
             ),
             ProtocolError::Winners(e) => write!(f, "bad winners message: {e}"),
             ProtocolError::TrailingBytes(n) => write!(f, "{n} bytes after the winners message"),
+            ProtocolError::NoWinnersAfterEndAck => write!(
+                f,
+                "the server sent no winners after the end ack and closed the connection: \
+                 an agency with more than 16,383 winners cannot be told (the winners \
+                 message's length is a u16 of bytes), and a server that shuts down before \
+                 the draw closes without them too (see the server's log)"
+            ),
+            ProtocolError::ClosedInWinners { bytes } => write!(
+                f,
+                "the server closed the connection {bytes} bytes into the winners message"
+            ),
+            ProtocolError::ClosedEarly { acked, batches } => write!(
+                f,
+                "the server closed the connection before the conversation ended \
+                 ({acked} of {batches} batches acked)"
+            ),
         }
     }
 }
@@ -85,6 +126,7 @@ struct BatchPlan {
     ends: bool,
 }
 
+/// One agency's conversation: what to send when, and the check of every reply.
 pub struct Agency {
     /// (document, number) of each bet, what its ack must repeat.
     expected: Vec<(u32, u32)>,
@@ -92,8 +134,14 @@ pub struct Agency {
     wire: Vec<u8>,
     plan: Vec<BatchPlan>,
     window: usize,
+    /// Least time from one batch's last byte leaving to the next batch's first.
+    period: Duration,
     /// Bytes of `wire` handed to the socket.
     sent: usize,
+    /// Batches whose last byte was handed to the socket.
+    batches_sent: usize,
+    /// When the last of those finished leaving.
+    last_batch_sent_at: Option<Instant>,
     /// Batches fully acked.
     acked_batches: usize,
     /// Acks received in the current batch; rejected bets in it.
@@ -108,7 +156,8 @@ pub struct Agency {
 
 impl Agency {
     /// Plans the stream for `bets` of `agency`, in batches of `per_batch` frames
-    /// (clamped to 1..=103), with up to `window` batches in flight.
+    /// (clamped to 1..=103), with up to `window` batches in flight (at least 1)
+    /// and no pause between batches.
     pub fn new(agency: u16, bets: &[Bet], per_batch: usize, window: usize) -> Agency {
         let per_batch = per_batch.clamp(1, MAX_BETS_PER_BATCH);
         let frames: Vec<[u8; FRAME_LEN]> = bets.iter().map(|b| b.view().encode()).collect();
@@ -133,7 +182,10 @@ impl Agency {
             wire,
             plan,
             window: window.max(1),
+            period: Duration::ZERO,
             sent: 0,
+            batches_sent: 0,
+            last_batch_sent_at: None,
             acked_batches: 0,
             acks_in_batch: 0,
             rejected: Vec::new(),
@@ -142,6 +194,14 @@ impl Agency {
             awaiting_winners: false,
             done: false,
         }
+    }
+
+    /// Paces the batches: batch k+1 leaves no sooner than `period` after batch
+    /// k's last byte was handed to the socket (`loop.period`; zero: no pause).
+    /// The window still applies on top of it.
+    pub fn with_period(mut self, period: Duration) -> Agency {
+        self.period = period;
+        self
     }
 
     /// Bytes handed to the socket so far.
@@ -159,24 +219,89 @@ impl Agency {
         self.plan.len()
     }
 
-    /// Bytes that may be written now: what is unsent of the batches within the
-    /// window. Empty while the window is full or everything is sent.
-    pub fn to_send(&self) -> &[u8] {
-        let last = (self.acked_batches + self.window).min(self.plan.len());
-        let limit = self.plan[..last].last().map_or(0, |p| p.wire_end);
-        &self.wire[self.sent.min(limit)..limit]
+    /// Bytes that may be written at `now`: what is unsent of the batches within
+    /// the window, and with a period only the batch whose turn has come. Empty
+    /// while the window is full, the next batch's pause is not over (see
+    /// [`Agency::poll_timeout`]), or everything is sent.
+    pub fn to_send(&self, now: Instant) -> &[u8] {
+        let in_window = (self.acked_batches + self.window).min(self.plan.len());
+        if self.batches_sent >= in_window {
+            return &[];
+        }
+        let limit = if self.period.is_zero() {
+            self.plan[in_window - 1].wire_end
+        } else {
+            // A batch already begun is finished whatever the clock says: the
+            // pause is between batches, not inside one.
+            if !self.batch_begun() && self.next_batch_at().is_some_and(|at| now < at) {
+                return &[];
+            }
+            self.plan[self.batches_sent].wire_end
+        };
+        &self.wire[self.sent..limit]
     }
 
-    /// `n` bytes of [`Agency::to_send`] were written.
-    pub fn sent(&mut self, n: usize) {
+    /// When [`Agency::to_send`] will offer the next batch, if only the pause
+    /// stands in the way (an instant already past if it offers it now);
+    /// `None` when the agency waits on the socket instead (a batch half
+    /// written, a full window, acks, winners) or has no period.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let in_window = (self.acked_batches + self.window).min(self.plan.len());
+        if self.period.is_zero() || self.batches_sent >= in_window || self.batch_begun() {
+            return None;
+        }
+        self.next_batch_at()
+    }
+
+    /// `n` bytes of [`Agency::to_send`] were handed to the socket at `now`.
+    pub fn sent(&mut self, n: usize, now: Instant) {
         self.sent += n;
+        while self.batches_sent < self.plan.len()
+            && self.sent >= self.plan[self.batches_sent].wire_end
+        {
+            self.batches_sent += 1;
+            self.last_batch_sent_at = Some(now);
+        }
     }
 
+    /// Some bytes of the next batch are out already.
+    fn batch_begun(&self) -> bool {
+        let start = match self.batches_sent {
+            0 => 0,
+            k => self.plan[k - 1].wire_end,
+        };
+        self.sent > start
+    }
+
+    /// When the pause after the last batch sent is over (`None`: no batch yet).
+    fn next_batch_at(&self) -> Option<Instant> {
+        self.last_batch_sent_at.map(|at| at + self.period)
+    }
+
+    /// The winners arrived, all checked: the conversation is over.
     pub fn is_done(&self) -> bool {
         self.done
     }
 
-    /// Checks bytes from the server and reports what they completed.
+    /// The server closed the connection before [`Agency::is_done`]: what that
+    /// means at this point of the conversation, for the error.
+    pub fn closed_early(&self) -> ProtocolError {
+        if !self.awaiting_winners {
+            ProtocolError::ClosedEarly {
+                acked: self.acked_batches,
+                batches: self.plan.len(),
+            }
+        } else if self.input.is_empty() {
+            ProtocolError::NoWinnersAfterEndAck
+        } else {
+            ProtocolError::ClosedInWinners {
+                bytes: self.input.len(),
+            }
+        }
+    }
+
+    /// Checks bytes from the server and reports what they completed; an error
+    /// says what was wrong (the conversation cannot go on after one).
     pub fn on_input(&mut self, data: &[u8]) -> Result<Vec<Event>, ProtocolError> {
         self.input.extend_from_slice(data);
         let mut events = Vec::new();
@@ -273,12 +398,18 @@ mod tests {
     #[test]
     fn window_limits_what_is_sent() {
         let b = bets(5);
+        let now = Instant::now();
         let mut agency = Agency::new(1, &b, 2, 2); // batches [b0 b1] [b2 b3] [b4 end]
         assert_eq!(agency.batches(), 3);
         let two_batches = HEADER_LEN + 2 * 2 * FRAME_LEN;
-        assert_eq!(agency.to_send().len(), two_batches);
-        agency.sent(two_batches);
-        assert!(agency.to_send().is_empty(), "window full");
+        assert_eq!(
+            agency.to_send(now).len(),
+            two_batches,
+            "no period: no pause"
+        );
+        agency.sent(two_batches, now);
+        assert!(agency.to_send(now).is_empty(), "window full");
+        assert_eq!(agency.poll_timeout(), None, "waiting on acks, not on time");
         let events = agency.on_input(&acks(&b, 0..2)).unwrap();
         assert_eq!(
             events,
@@ -290,9 +421,121 @@ mod tests {
             }]
         );
         assert_eq!(
-            agency.to_send().len(),
+            agency.to_send(now).len(),
             2 * FRAME_LEN,
             "one header per connection"
+        );
+    }
+
+    /// `loop.period` on a fake clock: each batch waits for the period after the
+    /// previous one finished leaving, a batch begun is finished at once, and
+    /// the window still holds batches back whatever the clock says.
+    #[test]
+    fn the_period_spaces_batches_and_the_window_still_applies() {
+        let b = bets(4);
+        let period = Duration::from_millis(150);
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        // [b0 b1] [b2 b3] [end], window 2.
+        let mut agency = Agency::new(1, &b, 2, 2).with_period(period);
+        let first = HEADER_LEN + 2 * FRAME_LEN;
+        assert_eq!(agency.to_send(t0).len(), first, "one batch, not the window");
+        assert_eq!(
+            agency.poll_timeout(),
+            None,
+            "the first batch needs no pause"
+        );
+        agency.sent(first, t0);
+
+        assert!(agency.to_send(t0).is_empty());
+        assert_eq!(agency.poll_timeout(), Some(t0 + period));
+        assert!(agency.to_send(t0 + ms(149)).is_empty());
+        assert_eq!(agency.to_send(t0 + period).len(), 2 * FRAME_LEN);
+
+        // Half of batch 2 leaves at t0 + 150 ms; the rest later, with no pause.
+        agency.sent(FRAME_LEN, t0 + period);
+        assert_eq!(
+            agency.poll_timeout(),
+            None,
+            "mid-batch: waiting on the socket"
+        );
+        assert_eq!(agency.to_send(t0 + period).len(), FRAME_LEN);
+        agency.sent(FRAME_LEN, t0 + ms(200));
+
+        // The pause counts from batch 2's last byte, and the window (2 batches,
+        // none acked) is full anyway: time alone frees nothing.
+        assert!(agency.to_send(t0 + ms(1000)).is_empty(), "window full");
+        assert_eq!(agency.poll_timeout(), None);
+
+        // Batch 1's acks free the window before batch 3's pause is over.
+        agency.on_input(&acks(&b, 0..2)).unwrap();
+        assert_eq!(agency.poll_timeout(), Some(t0 + ms(350)));
+        assert!(agency.to_send(t0 + ms(349)).is_empty());
+        assert_eq!(
+            agency.to_send(t0 + ms(350)).len(),
+            FRAME_LEN,
+            "the end frame"
+        );
+        agency.sent(FRAME_LEN, t0 + ms(350));
+        assert!(agency.to_send(t0 + ms(10_000)).is_empty(), "all sent");
+        assert_eq!(agency.poll_timeout(), None);
+    }
+
+    /// Stop-and-wait with a period: the next batch waits for both its
+    /// predecessor's acks and the pause, whichever comes last.
+    #[test]
+    fn stop_and_wait_with_a_period_waits_for_the_ack_and_the_pause() {
+        let b = bets(3);
+        let period = Duration::from_secs(1);
+        let t0 = Instant::now();
+        // [b0] [b1] [b2] [end], stop-and-wait.
+        let mut agency = Agency::new(1, &b, 1, 1).with_period(period);
+        let n = agency.to_send(t0).len();
+        agency.sent(n, t0);
+        agency.on_input(&acks(&b, 0..1)).unwrap(); // acked at once
+        assert!(
+            agency.to_send(t0).is_empty(),
+            "the ack does not skip the pause"
+        );
+        assert_eq!(agency.poll_timeout(), Some(t0 + period));
+        let t1 = t0 + period;
+        agency.sent(agency.to_send(t1).len(), t1);
+        // Acked long after the period: the next batch may leave at once.
+        let late = t1 + 3 * period;
+        assert_eq!(agency.poll_timeout(), None, "waiting on the ack");
+        agency.on_input(&acks(&b, 1..2)).unwrap();
+        assert_eq!(agency.to_send(late).len(), FRAME_LEN);
+    }
+
+    /// What a close before the winners means depends on where it comes.
+    #[test]
+    fn an_early_close_says_where_it_came() {
+        let b = bets(3);
+        let mut agency = Agency::new(1, &b, 2, 2); // [b0 b1] [b2 end]
+        assert_eq!(
+            agency.closed_early(),
+            ProtocolError::ClosedEarly {
+                acked: 0,
+                batches: 2
+            }
+        );
+        let mut reply = acks(&b, 0..3);
+        reply.extend(END_ACK);
+        agency.on_input(&reply).unwrap();
+        let error = agency.closed_early();
+        assert_eq!(error, ProtocolError::NoWinnersAfterEndAck);
+        let text = error.to_string();
+        for needle in [
+            "sent no winners after the end ack",
+            "more than 16,383 winners cannot be told",
+            "see the server's log",
+        ] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+        agency.on_input(&[0, 8, 0]).unwrap();
+        assert_eq!(
+            agency.closed_early(),
+            ProtocolError::ClosedInWinners { bytes: 3 }
         );
     }
 
@@ -416,8 +659,9 @@ mod tests {
             // Stop-and-wait, as the reference: send what the window allows, then
             // feed the server's answer until it frees the window again.
             while !agency.is_done() {
-                let out = agency.to_send().to_vec();
-                agency.sent(out.len());
+                let now = Instant::now();
+                let out = agency.to_send(now).to_vec();
+                agency.sent(out.len(), now);
                 sent.extend(out);
                 loop {
                     let events = agency.on_input(&reply[fed..fed + 1]).unwrap();
@@ -438,12 +682,12 @@ mod tests {
             assert_eq!(fed, reply.len());
             let mut whole = Agency::new(id, &bets, per_batch, 103);
             assert_eq!(
-                whole.to_send().len(),
+                whole.to_send(Instant::now()).len(),
                 sent.len(),
                 "a wide window sends it all"
             );
-            let n = whole.to_send().len();
-            whole.sent(n);
+            let n = whole.to_send(Instant::now()).len();
+            whole.sent(n, Instant::now());
             let events = whole.on_input(&reply).unwrap();
             assert_eq!(events.last(), Some(&Event::Winners(winners)));
         }

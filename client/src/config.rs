@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use log::LevelFilter;
+use tp0_config::{Naming, Settings, UnknownKey, ValueError, parse_duration, parse_level};
 use yaml_rust2::{Yaml, YamlLoader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,7 @@ pub enum Mode {
     Agency,
 }
 
+/// Everything the client reads at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub id: u16,
@@ -41,71 +43,75 @@ pub struct Config {
     pub connect_timeout: Duration,
 }
 
+/// A configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
+    /// The file is not YAML; the parser's message.
     Yaml(String),
-    Missing {
-        key: &'static str,
-        env: String,
-    },
-    Invalid {
-        key: &'static str,
-        value: String,
-        from: String,
-        expected: &'static str,
-    },
+    /// A key missing or set to an unusable value; names key, value and source.
+    Value(ValueError),
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Yaml(e) => write!(f, "config file is not valid YAML: {e}"),
-            ConfigError::Missing { key, env } => {
-                write!(
-                    f,
-                    "{key} is not set (neither in the config file nor as {env})"
-                )
-            }
-            ConfigError::Invalid {
-                key,
-                value,
-                from,
-                expected,
-            } => {
-                write!(f, "{key} = {value:?} (from {from}) is not {expected}")
-            }
+            ConfigError::Value(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
 
+impl From<ValueError> for ConfigError {
+    fn from(e: ValueError) -> ConfigError {
+        ConfigError::Value(e)
+    }
+}
+
+/// Every key the client reads, as written in the YAML (dots for nesting). Any
+/// other key in the file is warned about and ignored; a new key goes here.
+pub const KEYS: &[&str] = &[
+    "id",
+    "server.address",
+    "server.connectTimeout",
+    "loop.amount",
+    "loop.period",
+    "log.level",
+    "batch.maxAmount",
+    "batch.window",
+    "mode",
+    "agency.data_file",
+];
+
+/// How the environment variable that overrides a key is named.
+pub const NAMING: Naming = Naming::Prefixed("CLI_");
+
 /// The environment variable that overrides a YAML key.
 pub fn env_name(key: &str) -> String {
-    format!("CLI_{}", key.to_ascii_uppercase().replace('.', "_"))
+    NAMING.var(key)
 }
 
 impl Config {
     /// Builds the configuration from YAML text (empty if there is no file) and
-    /// an environment lookup.
-    pub fn parse(yaml: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// an environment lookup. Returns the configuration and the file's keys it
+    /// did not know (worth a warning, not an error).
+    pub fn parse(
+        yaml: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
         let docs = YamlLoader::load_from_str(yaml).map_err(|e| ConfigError::Yaml(e.to_string()))?;
         let mut file = HashMap::new();
+        let mut keys = Vec::new();
         if let Some(doc) = docs.first() {
-            flatten("", doc, &mut file);
+            flatten("", doc, &mut file, &mut keys);
         }
-        let lookup = |key: &'static str| -> Option<(String, String)> {
-            let name = env_name(key);
-            env(&name)
-                .map(|v| (v, format!("the environment, {name}")))
-                .or_else(|| {
-                    file.get(key)
-                        .map(|v| (v.clone(), "the config file".to_owned()))
-                })
-        };
-        let loop_period_text = lookup("loop.period").map_or("5s".to_owned(), |(v, _)| v);
-        let requested_batch: u64 = value(
-            &lookup,
+        let unknown = tp0_config::unknown_keys(keys.iter().map(String::as_str), KEYS);
+        let settings = Settings::new(file, env).naming(NAMING);
+        let loop_period_text = settings
+            .get("loop.period")
+            .map_or("5s".to_owned(), |(v, _)| v);
+        let requested_batch: u64 = settings.value(
             "batch.maxAmount",
             Some(103),
             "a whole number above zero",
@@ -113,39 +119,26 @@ impl Config {
         )?;
         let batch_max_amount =
             requested_batch.min(lottery_protocol::MAX_BETS_PER_BATCH as u64) as usize;
-        let id: u16 = value(
-            &lookup,
-            "id",
-            None,
-            "an agency number from 1 to 65535",
-            |v| v.parse().ok().filter(|&n| n > 0),
-        )?;
-        Ok(Config {
+        let id: u16 = settings.value("id", None, "an agency number from 1 to 65535", |v| {
+            v.parse().ok().filter(|&n| n > 0)
+        })?;
+        let config = Config {
             id,
-            server_address: value(
-                &lookup,
-                "server.address",
-                None,
-                "a host:port address",
-                |v| {
-                    v.rsplit_once(':')
-                        .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-                        .map(|_| v.to_owned())
-                },
-            )?,
-            loop_amount: value(&lookup, "loop.amount", Some(5), "a whole number", |v| {
-                v.parse().ok()
+            server_address: settings.value("server.address", None, "a host:port address", |v| {
+                v.rsplit_once(':')
+                    .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                    .map(|_| v.to_owned())
             })?,
-            loop_period: value(
-                &lookup,
+            loop_amount: settings
+                .value("loop.amount", Some(5), "a whole number", |v| v.parse().ok())?,
+            loop_period: settings.value(
                 "loop.period",
                 Some(Duration::from_secs(5)),
                 "a duration such as 100ms or 5s",
-                |v| humantime::parse_duration(v).ok(),
+                parse_duration,
             )?,
             loop_period_text,
-            log_level: value(
-                &lookup,
+            log_level: settings.value(
                 "log.level",
                 Some(LevelFilter::Info),
                 "one of TRACE, DEBUG, INFO, WARN, ERROR, OFF",
@@ -154,15 +147,13 @@ impl Config {
             batch_max_amount,
             batch_max_amount_clamped_from: (requested_batch != batch_max_amount as u64)
                 .then_some(requested_batch),
-            batch_window: value(
-                &lookup,
+            batch_window: settings.value(
                 "batch.window",
                 Some(8),
                 "a whole number from 1 to 1024",
                 |v| v.parse().ok().filter(|n| (1..=1024).contains(n)),
             )?,
-            mode: value(
-                &lookup,
+            mode: settings.value(
                 "mode",
                 Some(Mode::Agency),
                 "one of echo, bet, agency",
@@ -173,21 +164,20 @@ impl Config {
                     _ => None,
                 },
             )?,
-            agency_data_file: value(
-                &lookup,
+            agency_data_file: settings.value(
                 "agency.data_file",
                 Some(PathBuf::from(format!(".data/agency-{id}.csv"))),
                 "a file path",
                 |v| (!v.is_empty()).then(|| PathBuf::from(v)),
             )?,
-            connect_timeout: value(
-                &lookup,
+            connect_timeout: settings.value(
                 "server.connectTimeout",
                 Some(Duration::from_secs(10)),
                 "a duration such as 10s",
-                |v| humantime::parse_duration(v).ok(),
+                parse_duration,
             )?,
-        })
+        };
+        Ok((config, unknown))
     }
 
     /// The `action: config` log line's details.
@@ -206,63 +196,40 @@ impl Config {
     }
 }
 
-/// Reads `key` from the environment or the file and parses it; its default
-/// when it is set nowhere.
-fn value<T>(
-    lookup: &impl Fn(&'static str) -> Option<(String, String)>,
-    key: &'static str,
-    default: Option<T>,
-    expected: &'static str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<T, ConfigError> {
-    match lookup(key) {
-        Some((value, from)) => parse(value.trim()).ok_or(ConfigError::Invalid {
-            key,
-            value,
-            from,
-            expected,
-        }),
-        None => default.ok_or_else(|| ConfigError::Missing {
-            key,
-            env: env_name(key),
-        }),
-    }
-}
-
-fn parse_level(value: &str) -> Option<LevelFilter> {
-    Some(match value.to_ascii_uppercase().as_str() {
-        "TRACE" => LevelFilter::Trace,
-        "DEBUG" => LevelFilter::Debug,
-        "INFO" => LevelFilter::Info,
-        "WARN" | "WARNING" => LevelFilter::Warn,
-        "ERROR" | "FATAL" | "PANIC" => LevelFilter::Error,
-        "OFF" => LevelFilter::Off,
-        _ => return None,
-    })
-}
-
 /// `server: {address: x}` -> `server.address = x`; scalars as their text.
-fn flatten(prefix: &str, yaml: &Yaml, out: &mut HashMap<String, String>) {
+/// Every leaf's key goes to `keys` (for unknown-key warnings), whatever its
+/// value; a null or a list is no value (as if unset).
+fn flatten(prefix: &str, yaml: &Yaml, out: &mut HashMap<String, String>, keys: &mut Vec<String>) {
     let text = match yaml {
         Yaml::Hash(map) => {
             for (k, v) in map {
-                if let Some(k) = k.as_str() {
-                    let key = if prefix.is_empty() {
-                        k.to_owned()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    flatten(&key, v, out);
-                }
+                // A number or bool used as a key is still a key (`1: x`).
+                let k = match k {
+                    Yaml::String(s) | Yaml::Real(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    _ => continue,
+                };
+                let key = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out, keys);
             }
             return;
         }
-        Yaml::String(s) | Yaml::Real(s) => s.clone(),
-        Yaml::Integer(i) => i.to_string(),
-        Yaml::Boolean(b) => b.to_string(),
-        _ => return,
+        // A document that is not a mapping has no keys.
+        _ if prefix.is_empty() => return,
+        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
     };
-    out.insert(prefix.to_owned(), text);
+    keys.push(prefix.to_owned());
+    if let Some(text) = text {
+        out.insert(prefix.to_owned(), text);
+    }
 }
 
 #[cfg(test)]
@@ -282,7 +249,8 @@ mod tests {
 
     #[test]
     fn the_exercise_file() {
-        let config = Config::parse(EXERCISE_YAML, env_of(&[("CLI_ID", "3")])).unwrap();
+        let (config, unknown) = Config::parse(EXERCISE_YAML, env_of(&[("CLI_ID", "3")])).unwrap();
+        assert!(unknown.is_empty());
         assert_eq!(config.id, 3);
         assert_eq!(config.server_address, "server:12345");
         assert_eq!(config.loop_amount, 5);
@@ -311,7 +279,7 @@ mod tests {
             ("CLI_AGENCY_DATA_FILE", "/data/agency.csv"),
             ("CLI_SERVER_CONNECTTIMEOUT", "2s"),
         ]);
-        let config = Config::parse(EXERCISE_YAML, env).unwrap();
+        let (config, _) = Config::parse(EXERCISE_YAML, env).unwrap();
         assert_eq!(config.server_address, "127.0.0.1:9000");
         assert_eq!(config.loop_amount, 3);
         assert_eq!(config.loop_period, Duration::from_secs(90));
@@ -378,6 +346,47 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("config file is not valid YAML")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_and_ignored() {
+        let yaml = "id: 2\nserver:\n  address: \"h:1\"\n  adress: \"typo:1\"\n  reconnect: [1, 2]\nbatch:\n  maxamount: 7\nextra:\nlog: {level: debug}\n";
+        let (config, unknown) = Config::parse(yaml, env_of(&[])).unwrap();
+        assert_eq!(config.server_address, "h:1");
+        assert_eq!(config.batch_max_amount, 103, "keys are case-sensitive");
+        assert_eq!(config.log_level, LevelFilter::Debug);
+        let names: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "unknown key batch.maxamount ignored",
+                "unknown key extra ignored",
+                "unknown key server.adress ignored",
+                "unknown key server.reconnect ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_key_of_the_shipped_file_is_known() {
+        let yaml = include_str!("../config.yaml");
+        let (_, unknown) = Config::parse(yaml, env_of(&[("CLI_ID", "1")])).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        for key in KEYS {
+            assert!(
+                env_name(key).starts_with("CLI_"),
+                "every key has its variable"
+            );
+        }
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_mapping_has_no_keys() {
+        let err = Config::parse("just text", env_of(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "id is not set (neither in the config file nor as CLI_ID)"
         );
     }
 }

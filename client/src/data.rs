@@ -121,7 +121,12 @@ mod tests {
             ),
             (
                 "A,B,1,01/01/2000,1\n".to_string(),
-                "f.csv:1: birthdate \"01/01/2000\" is not a valid YYYY-MM-DD date",
+                "f.csv:1: birthdate \"01/01/2000\" is not a real day from 0001-01-01 to 9999-12-31 written as YYYY-MM-DD",
+            ),
+            (
+                // Year 0 exists for chrono, not for Python's `date`.
+                format!("{good}{good}A,B,1,0000-01-01,1\n"),
+                "f.csv:3: birthdate \"0000-01-01\" is not a real day from 0001-01-01 to 9999-12-31 written as YYYY-MM-DD",
             ),
             (
                 format!("{good}A,B,12a,2000-01-01,1\n"),

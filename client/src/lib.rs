@@ -2,6 +2,7 @@
 //! one piece that owns a socket ([`link`]).
 
 pub mod agency;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod generate;

@@ -48,13 +48,15 @@ impl Checked {
         }
     }
 
-    pub fn to_send(&self) -> &[u8] {
-        self.agency.to_send()
+    /// What may be written at `now`: the whole window at full speed (the load
+    /// generator sets no period).
+    pub fn to_send(&self, now: Instant) -> &[u8] {
+        self.agency.to_send(now)
     }
 
     /// `n` bytes were written at `now`; batches that finished leaving start their clock.
     pub fn sent(&mut self, n: usize, now: Instant) {
-        self.agency.sent(n);
+        self.agency.sent(n, now);
         while self.batches_sent < self.agency.batches()
             && self.agency.sent_bytes() >= self.agency.batch_end(self.batches_sent)
         {
@@ -283,8 +285,8 @@ fn pump(
     let fail = |e: io::Error| format!("agency {id}: {e}");
     loop {
         let mut progress = false;
-        while !peer.check.to_send().is_empty() {
-            match peer.stream.write(peer.check.to_send()) {
+        while !peer.check.to_send(now).is_empty() {
+            match peer.stream.write(peer.check.to_send(now)) {
                 Ok(n) => {
                     peer.check.sent(n, now);
                     progress = true;
@@ -349,7 +351,7 @@ mod tests {
             .map(|b| b.document)
             .collect();
         let mut check = Checked::new(1, 5, 2, 103, 1);
-        let n = check.to_send().len();
+        let n = check.to_send(Instant::now()).len();
         check.sent(n, Instant::now());
         (check, bets, winners)
     }

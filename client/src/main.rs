@@ -1,8 +1,10 @@
-//! `client [--config PATH]`: one agency, in the mode its configuration names.
+//! `client [--config PATH]`: one agency, in the mode its configuration names
+//! (`client --help` for the `gen-data` and `load` subcommands, `--version`).
 
 use std::process::ExitCode;
 
 use client::agency::{Agency, Event};
+use client::cli::{self, Command};
 use client::config::{Config, Mode};
 use client::data::load_bets;
 use client::link::{Conversation, Link, Stop};
@@ -17,36 +19,49 @@ fn main() -> ExitCode {
         .expect("the logger is installed once");
     log::set_max_level(LevelFilter::Info);
 
-    let path = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => "config.yaml".to_owned(),
-        [flag, path] if flag == "--config" => path.clone(),
-        [cmd, agency, bets, winners, out] if cmd == "gen-data" => {
-            return gen_data(agency, bets, winners, out);
+    let file = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(file)) => file,
+        Ok(Command::GenData {
+            agency,
+            bets,
+            winners,
+            out,
+        }) => return gen_data(&agency, &bets, &winners, &out),
+        Ok(Command::Load(args)) => return load(&args),
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
         }
-        [cmd, args @ ..] if cmd == "load" => return load(args),
-        _ => {
-            eprintln!(
-                "usage: client [--config PATH]   (default: ./config.yaml)\n       client gen-data AGENCY BETS WINNERS OUT.csv\n       client load ADDRESS AGENCIES BETS_PER_AGENCY [WINDOW [BETS_PER_BATCH]]"
-            );
+        Ok(Command::Version) => {
+            println!("{}", cli::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("client: {e}\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
     };
-    let text = match std::fs::read_to_string(&path) {
+    let path = file.path().display();
+    let text = match file.read() {
         Ok(text) => text,
-        // Every key may come from the environment instead.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
             error!("action: config | result: fail | file: {path} | error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let config = match Config::parse(&text, |key| std::env::var(key).ok()) {
-        Ok(config) => config,
+    let (config, unknown) = match Config::parse(&text, |key| std::env::var(key).ok()) {
+        Ok(parsed) => parsed,
         Err(e) => {
             error!("action: config | result: fail | file: {path} | error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    for key in unknown {
+        warn!(
+            "action: config | result: success | client_id: {} | file: {path} | warning: {key}",
+            config.id
+        );
+    }
     log::set_max_level(config.log_level);
     info!("action: config | result: success | {}", config.summary());
     if let Some(asked) = config.batch_max_amount_clamped_from {
@@ -232,10 +247,10 @@ struct Echo {
 }
 
 impl Conversation for Echo {
-    fn to_send(&self) -> &[u8] {
+    fn to_send(&self, _now: std::time::Instant) -> &[u8] {
         &self.out[self.sent..]
     }
-    fn sent(&mut self, n: usize) {
+    fn sent(&mut self, n: usize, _now: std::time::Instant) {
         self.sent += n;
     }
     fn on_input(&mut self, data: &[u8]) -> Result<bool, Stop> {
@@ -288,8 +303,9 @@ fn run_agency(config: &Config, link: &mut Link) -> Result<(), Failure> {
     send_bets(config, link, &bets, Level::Debug)
 }
 
-/// Sends `bets` and the end frame, checks every ack, then reads the winners.
-/// Each stored bet is logged at `per_bet` level.
+/// Sends `bets` and the end frame, `loop.period` between batches, checks
+/// every ack, then reads the winners. Each stored bet is logged at `per_bet`
+/// level.
 fn send_bets(
     config: &Config,
     link: &mut Link,
@@ -305,7 +321,8 @@ fn send_bets(
             bets,
             config.batch_max_amount,
             config.batch_window,
-        ),
+        )
+        .with_period(config.loop_period),
         per_bet,
         winners: None,
     };
@@ -332,11 +349,17 @@ struct AgencyTalk<'a> {
 }
 
 impl Conversation for AgencyTalk<'_> {
-    fn to_send(&self) -> &[u8] {
-        self.agency.to_send()
+    fn to_send(&self, now: std::time::Instant) -> &[u8] {
+        self.agency.to_send(now)
     }
-    fn sent(&mut self, n: usize) {
-        self.agency.sent(n);
+    fn sent(&mut self, n: usize, now: std::time::Instant) {
+        self.agency.sent(n, now);
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.agency.poll_timeout()
+    }
+    fn closed_early(&self) -> String {
+        self.agency.closed_early().to_string()
     }
     fn on_input(&mut self, data: &[u8]) -> Result<bool, Stop> {
         let events = self

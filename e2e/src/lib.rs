@@ -265,11 +265,14 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 pub fn client(server: &str, id: u16, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(binary("client"));
     cmd.current_dir(std::env::temp_dir())
-        .args(["--config", "/nonexistent/config.yaml"])
+        // An empty config file: every key comes from the environment.
+        .args(["--config", "/dev/null"])
         .env("CLI_ID", id.to_string())
         .env("CLI_SERVER_ADDRESS", server)
         .env("CLI_LOG_LEVEL", "INFO")
         .env("CLI_SERVER_CONNECTTIMEOUT", "5s")
+        // Full speed: unset, `loop.period` is 5 s, also between batches.
+        .env("CLI_LOOP_PERIOD", "0s")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {

@@ -11,7 +11,8 @@ pub const NAME_LEN: usize = 30;
 /// Bytes of a birthdate in a frame: ASCII `YYYY-MM-DD`.
 pub const DATE_LEN: usize = 10;
 
-/// A birthdate that is a real calendar day written as `YYYY-MM-DD`.
+/// A birthdate that is a real calendar day from 0001-01-01 to 9999-12-31
+/// written as `YYYY-MM-DD`.
 ///
 /// Stored as its 10 ASCII bytes, so it round-trips byte for byte between the
 /// wire, the client's file and the server's CSV.
@@ -20,7 +21,8 @@ pub struct BirthDate([u8; DATE_LEN]);
 
 impl BirthDate {
     /// Accepts exactly `YYYY-MM-DD` (four, two and two ASCII digits) naming a day
-    /// that exists (`2001-02-29` does not). Returns `None` otherwise.
+    /// that exists (`2001-02-29` does not) in years 1 to 9999. Returns `None`
+    /// otherwise.
     pub fn parse(bytes: &[u8]) -> Option<BirthDate> {
         let raw: [u8; DATE_LEN] = bytes.try_into().ok()?;
         if raw[4] != b'-' || raw[7] != b'-' {
@@ -38,6 +40,12 @@ impl BirthDate {
             }
         }
         let [year, month, day] = value;
+        // Year 0 is a real day for chrono (proleptic ISO 8601) but not for
+        // Python's `datetime.date`, which the course's tools read the bets
+        // file with: one such row would make the whole file unreadable.
+        if year == 0 {
+            return None;
+        }
         chrono::NaiveDate::from_ymd_opt(year as i32, month, day)?;
         Some(BirthDate(raw))
     }
@@ -82,7 +90,10 @@ impl fmt::Display for BetError {
             }
             BetError::NameHasNul { field } => write!(f, "{field} contains a NUL byte"),
             BetError::InvalidBirthdate(value) => {
-                write!(f, "birthdate {value:?} is not a valid YYYY-MM-DD date")
+                write!(
+                    f,
+                    "birthdate {value:?} is not a real day from 0001-01-01 to 9999-12-31 written as YYYY-MM-DD"
+                )
             }
         }
     }
@@ -185,6 +196,10 @@ mod tests {
             ("1999-03-1x", false),
             ("", false),
             ("1999-03-170", false),
+            ("0000-01-01", false),
+            ("0000-02-29", false),
+            ("0001-01-01", true),
+            ("9999-12-31", true),
         ];
         for &(input, ok) in table {
             assert_eq!(

@@ -390,6 +390,11 @@ mod tests {
                 300,
                 RejectReason::InvalidBirthdate,
             ),
+            (
+                mutate(&|f| f[65..75].copy_from_slice(b"0000-01-01")),
+                300,
+                RejectReason::InvalidBirthdate,
+            ),
         ];
         for (i, (frame, agency, reason)) in table.into_iter().enumerate() {
             let got = decode_bet(&frame, agency);

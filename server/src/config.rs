@@ -1,17 +1,22 @@
 //! The server's configuration: `config.ini`, section `[DEFAULT]`, each key
 //! overridable by an environment variable of the same name.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use log::LevelFilter;
+use tp0_config::{Settings, UnknownKey, ValueError, parse_duration, parse_level};
 
 /// Everything the server reads at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The address to bind: `SERVER_IP` as written when it is an IP address,
+    /// else what its host name resolved to; `0.0.0.0` when it is empty.
     pub ip: IpAddr,
     pub port: u16,
     pub listen_backlog: i32,
@@ -29,29 +34,14 @@ pub struct Config {
     pub winners_delay: Duration,
 }
 
-/// A configuration that cannot be used; names the key, its value and its source.
+/// A configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    Syntax {
-        line: usize,
-        text: String,
-    },
-    Missing {
-        key: &'static str,
-    },
-    Invalid {
-        key: &'static str,
-        value: String,
-        source: Source,
-        expected: &'static str,
-    },
-}
-
-/// Where a value came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    File,
-    Environment,
+    /// A line of the file that is neither `KEY = value`, a `[SECTION]`, a
+    /// comment nor blank.
+    Syntax { line: usize, text: String },
+    /// A key missing or set to an unusable value; names key, value and source.
+    Value(ValueError),
 }
 
 impl fmt::Display for ConfigError {
@@ -63,28 +53,20 @@ impl fmt::Display for ConfigError {
                     "line {line}: expected `KEY = value` or `[SECTION]`, found {text:?}"
                 )
             }
-            ConfigError::Missing { key } => write!(
-                f,
-                "{key} is not set (neither in the [DEFAULT] section nor in the environment)"
-            ),
-            ConfigError::Invalid {
-                key,
-                value,
-                source,
-                expected,
-            } => {
-                let from = match source {
-                    Source::File => "config file",
-                    Source::Environment => "environment",
-                };
-                write!(f, "{key} = {value:?} (from the {from}) is not {expected}")
-            }
+            ConfigError::Value(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
 
+impl From<ValueError> for ConfigError {
+    fn from(e: ValueError) -> ConfigError {
+        ConfigError::Value(e)
+    }
+}
+
+/// Every key the server reads; any other key of `[DEFAULT]` is warned about.
 pub const KEYS: [&str; 8] = [
     "SERVER_PORT",
     "SERVER_IP",
@@ -103,76 +85,58 @@ pub const DEFAULT_WINNERS_DELAY: Duration = Duration::from_millis(100);
 
 impl Config {
     /// Builds the configuration from the text of an INI file (empty if there is
-    /// none) and an environment lookup. Returns the configuration and the keys of
-    /// the `[DEFAULT]` section it did not know (worth a warning, not an error).
+    /// none), an environment lookup and a host-name resolver ([`resolve`] in
+    /// the binary; called only when `SERVER_IP` is neither empty nor an IP
+    /// address). Returns the configuration and the keys of the `[DEFAULT]`
+    /// section it did not know (worth a warning, not an error).
     pub fn parse(
         ini: &str,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<(Config, Vec<String>), ConfigError> {
+        resolve: impl Fn(&str) -> io::Result<Vec<IpAddr>>,
+    ) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
         let file = parse_ini_defaults(ini)?;
-        let unknown = file
-            .keys()
-            .filter(|k| !KEYS.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        let lookup = |key: &'static str| -> Option<(String, Source)> {
-            env(key)
-                .map(|v| (v, Source::Environment))
-                .or_else(|| file.get(key).map(|v| (v.clone(), Source::File)))
-        };
+        let unknown = tp0_config::unknown_keys(file.keys().map(String::as_str), &KEYS);
+        let settings = Settings::new(file, env).place("the [DEFAULT] section");
         let config = Config {
-            ip: value(&lookup, "SERVER_IP", None, "an IP address", |v| {
-                // The exercise's file says "" for "every interface".
-                if v.is_empty() { "0.0.0.0" } else { v }.parse().ok()
+            ip: settings.value_with("SERVER_IP", None, |v| bind_ip(v, &resolve))?,
+            port: settings.value("SERVER_PORT", None, "a port number (0-65535)", |v| {
+                v.parse().ok()
             })?,
-            port: value(
-                &lookup,
-                "SERVER_PORT",
-                None,
-                "a port number (0-65535)",
-                |v| v.parse().ok(),
-            )?,
-            listen_backlog: value(
-                &lookup,
+            listen_backlog: settings.value(
                 "SERVER_LISTEN_BACKLOG",
                 None,
                 "a whole number from 1 to 65535",
                 |v| v.parse::<u16>().ok().filter(|&n| n > 0).map(i32::from),
             )?,
-            logging_level: value(
-                &lookup,
+            logging_level: settings.value(
                 "LOGGING_LEVEL",
                 None,
                 "one of TRACE, DEBUG, INFO, WARNING, ERROR, CRITICAL, OFF",
                 parse_level,
             )?,
-            agencies: value(
-                &lookup,
+            agencies: settings.value(
                 "AGENCIES",
                 Some(5),
                 "a whole number from 0 to 65535",
                 |v| v.parse().ok(),
             )?,
-            bets_file: value(
-                &lookup,
+            bets_file: settings.value(
                 "BETS_FILE",
                 Some(PathBuf::from("bets.csv")),
                 "a file path",
                 |v| (!v.is_empty()).then(|| PathBuf::from(v)),
             )?,
-            stall_timeout: value(
-                &lookup,
+            stall_timeout: settings.value(
                 "STALL_TIMEOUT",
                 Some(Duration::from_secs(30)),
                 "a duration above zero such as 30s or 500ms",
-                |v| humantime::parse_duration(v).ok().filter(|d| !d.is_zero()),
+                |v| parse_duration(v).filter(|d| !d.is_zero()),
             )?,
-            winners_delay: value(
-                &lookup,
+            winners_delay: settings.value(
                 "WINNERS_DELAY",
                 Some(DEFAULT_WINNERS_DELAY),
                 "a duration such as 100ms or 0s",
-                |v| humantime::parse_duration(v).ok(),
+                parse_duration,
             )?,
         };
         Ok((config, unknown))
@@ -194,37 +158,34 @@ impl Config {
     }
 }
 
-/// Reads `key`: its value from the environment or the file, parsed, or its
-/// default when it has one and is set nowhere.
-fn value<T>(
-    lookup: &impl Fn(&'static str) -> Option<(String, Source)>,
-    key: &'static str,
-    default: Option<T>,
-    expected: &'static str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<T, ConfigError> {
-    match lookup(key) {
-        Some((value, source)) => parse(value.trim()).ok_or(ConfigError::Invalid {
-            key,
-            value,
-            source,
-            expected,
-        }),
-        None => default.ok_or(ConfigError::Missing { key }),
-    }
+/// The addresses a host name resolves to, through the system's resolver
+/// (`/etc/hosts`, then DNS: inside Compose, a service's name is its
+/// container's address).
+pub fn resolve(host: &str) -> io::Result<Vec<IpAddr>> {
+    Ok((host, 0).to_socket_addrs()?.map(|a| a.ip()).collect())
 }
 
-/// Python's level names (what the exercise's config uses) and Rust's.
-pub fn parse_level(value: &str) -> Option<LevelFilter> {
-    Some(match value.to_ascii_uppercase().as_str() {
-        "TRACE" => LevelFilter::Trace,
-        "DEBUG" => LevelFilter::Debug,
-        "INFO" => LevelFilter::Info,
-        "WARN" | "WARNING" => LevelFilter::Warn,
-        "ERROR" | "CRITICAL" | "FATAL" => LevelFilter::Error,
-        "OFF" => LevelFilter::Off,
-        _ => return None,
-    })
+/// `SERVER_IP`'s address: every interface when empty (the exercise's own file
+/// says `SERVER_IP = ` for that), the address itself, or a host name's.
+fn bind_ip(
+    value: &str,
+    resolve: impl Fn(&str) -> io::Result<Vec<IpAddr>>,
+) -> Result<IpAddr, Cow<'static, str>> {
+    const EXPECTED: &str = "an IP address or a host name that resolves";
+    if value.is_empty() {
+        return Ok(Ipv4Addr::UNSPECIFIED.into());
+    }
+    if let Ok(ip) = value.parse() {
+        return Ok(ip);
+    }
+    let ips = resolve(value).map_err(|e| format!("{EXPECTED} ({e})"))?;
+    // The reference server binds an AF_INET socket, so Python resolves the
+    // name to IPv4 only; `localhost` may list ::1 first.
+    ips.iter()
+        .find(|ip| ip.is_ipv4())
+        .or(ips.first())
+        .copied()
+        .ok_or_else(|| format!("{EXPECTED} (it resolves to no address)").into())
 }
 
 /// The keys of the `[DEFAULT]` section, upper-cased as `configparser` folds them.
@@ -267,9 +228,14 @@ mod tests {
         None
     }
 
+    /// A resolver for the cases that must not need one.
+    fn no_dns(host: &str) -> io::Result<Vec<IpAddr>> {
+        panic!("{host:?} was resolved")
+    }
+
     #[test]
     fn the_exercise_file_with_four_keys_works_with_defaults() {
-        let (config, unknown) = Config::parse(EXERCISE_INI, no_env).unwrap();
+        let (config, unknown) = Config::parse(EXERCISE_INI, no_env, no_dns).unwrap();
         assert_eq!(
             config,
             Config {
@@ -304,7 +270,7 @@ mod tests {
                 .to_owned(),
             )
         };
-        let (config, _) = Config::parse(EXERCISE_INI, env).unwrap();
+        let (config, _) = Config::parse(EXERCISE_INI, env, no_dns).unwrap();
         assert_eq!(config.port, 5000);
         assert_eq!(config.ip.to_string(), "127.0.0.1");
         assert_eq!(config.listen_backlog, 64);
@@ -371,9 +337,11 @@ mod tests {
             ),
         ];
         for &(ini, env, want) in table {
-            let err = Config::parse(ini, |k| {
-                env.filter(|(key, _)| *key == k).map(|(_, v)| v.to_owned())
-            })
+            let err = Config::parse(
+                ini,
+                |k| env.filter(|(key, _)| *key == k).map(|(_, v)| v.to_owned()),
+                no_dns,
+            )
             .unwrap_err();
             assert_eq!(err.to_string(), want);
         }
@@ -382,13 +350,83 @@ mod tests {
     #[test]
     fn ini_details() {
         let ini = "# comment\n; another\n[DEFAULT]\nserver_port: 7\nSERVER_IP = ::1\nSERVER_LISTEN_BACKLOG=1\nLOGGING_LEVEL = WARNING\nEXTRA = 1\n[other]\nSERVER_PORT = 8\n";
-        let (config, unknown) = Config::parse(ini, no_env).unwrap();
+        let (config, unknown) = Config::parse(ini, no_env, no_dns).unwrap();
         assert_eq!(
             config.port, 7,
             "lower-case key, colon separator, other section ignored"
         );
         assert_eq!(config.ip.to_string(), "::1");
         assert_eq!(config.logging_level, LevelFilter::Warn);
-        assert_eq!(unknown, ["EXTRA"]);
+        assert_eq!(unknown, [UnknownKey("EXTRA".into())]);
+    }
+
+    fn with_ip(ip: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |key| (key == "SERVER_IP").then(|| ip.to_owned())
+    }
+
+    #[test]
+    fn server_ip_is_an_address_a_host_name_or_empty() {
+        // A stand-in resolver: the names a compose network would know.
+        let dns = |host: &str| -> io::Result<Vec<IpAddr>> {
+            match host {
+                "server" => Ok(vec!["172.18.0.2".parse().unwrap()]),
+                "dual" => Ok(vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()]),
+                "six" => Ok(vec!["fd00::2".parse().unwrap()]),
+                "none" => Ok(vec![]),
+                _ => Err(io::Error::other("Name or service not known")),
+            }
+        };
+        let table: &[(&str, &str)] = &[
+            ("", "0.0.0.0"),
+            ("  ", "0.0.0.0"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "::1"),
+            ("server", "172.18.0.2"),
+            ("dual", "127.0.0.1"),
+            ("six", "fd00::2"),
+        ];
+        for &(value, want) in table {
+            let (config, _) = Config::parse(EXERCISE_INI, with_ip(value), dns).unwrap();
+            assert_eq!(config.ip.to_string(), want, "{value:?}");
+        }
+        let (config, _) = Config::parse(
+            &EXERCISE_INI.replace("SERVER_IP = ", "SERVER_IP = server"),
+            no_env,
+            dns,
+        )
+        .unwrap();
+        assert_eq!(
+            config.ip.to_string(),
+            "172.18.0.2",
+            "the course's config.ini"
+        );
+        let table: &[(&str, &str)] = &[
+            (
+                "nosuch.invalid",
+                "SERVER_IP = \"nosuch.invalid\" (from the environment) is not an IP address or a host name that resolves (Name or service not known)",
+            ),
+            (
+                "none",
+                "SERVER_IP = \"none\" (from the environment) is not an IP address or a host name that resolves (it resolves to no address)",
+            ),
+        ];
+        for &(value, want) in table {
+            let err = Config::parse(EXERCISE_INI, with_ip(value), dns).unwrap_err();
+            assert_eq!(err.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn the_system_resolver() {
+        let (config, _) = Config::parse(EXERCISE_INI, with_ip("localhost"), resolve).unwrap();
+        assert!(config.ip.is_loopback(), "{}", config.ip);
+        assert!(config.ip.is_ipv4(), "IPv4 first, as the reference binds");
+        let err = Config::parse(EXERCISE_INI, with_ip("nosuch.invalid"), resolve).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "SERVER_IP = \"nosuch.invalid\" (from the environment) is not an IP address or a host name that resolves ("
+            ),
+            "{err}"
+        );
     }
 }

@@ -1,12 +1,30 @@
-//! `server [--config PATH]`: runs the lottery server until SIGTERM or SIGINT.
+//! `server [--config PATH]`: runs the lottery server until SIGTERM or SIGINT
+//! (`--help`, `--version`).
 
 use std::process::ExitCode;
 
 use log::{LevelFilter, debug, error, warn};
-use server::config::Config;
+use server::cli::{self, Command};
+use server::config::{self, Config};
 use server::server::Server;
 
 fn main() -> ExitCode {
+    let file = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(file)) => file,
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("{}", cli::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("server: {e}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+
     // Every level is compiled in; the configured one is applied once it is known.
     simple_logger::SimpleLogger::new()
         .with_level(LevelFilter::Trace)
@@ -15,29 +33,19 @@ fn main() -> ExitCode {
         .expect("the logger is installed once");
     log::set_max_level(LevelFilter::Info);
 
-    let path = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => "config.ini".to_owned(),
-        [flag, path] if flag == "--config" => path.clone(),
-        _ => {
-            eprintln!("usage: server [--config PATH]   (default: ./config.ini)");
-            return ExitCode::from(2);
-        }
-    };
-    let text = match std::fs::read_to_string(&path) {
+    let path = file.path().display();
+    let text = match file.read() {
         Ok(text) => text,
-        // Every key may come from the environment instead.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
             error!("action: config | result: fail | file: {path} | error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let config = match Config::parse(&text, |key| std::env::var(key).ok()) {
+    let env = |key: &str| std::env::var(key).ok();
+    let config = match Config::parse(&text, env, config::resolve) {
         Ok((config, unknown)) => {
             for key in unknown {
-                warn!(
-                    "action: config | result: success | file: {path} | warning: unknown key {key} ignored"
-                );
+                warn!("action: config | result: success | file: {path} | warning: {key}");
             }
             config
         }
