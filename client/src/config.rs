@@ -108,9 +108,26 @@ impl Config {
         }
         let unknown = tp0_config::unknown_keys(keys.iter().map(String::as_str), KEYS);
         let settings = Settings::new(file, env).naming(NAMING);
+        let mode = settings.value(
+            "mode",
+            Some(Mode::Agency),
+            "one of echo, bet, agency",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "echo" => Some(Mode::Echo),
+                "bet" => Some(Mode::Bet),
+                "agency" => Some(Mode::Agency),
+                _ => None,
+            },
+        )?;
+        // Unset, the period is the echo loop's 5 s between messages, and no
+        // pause between an agency's batches: pacing is asked for, not imposed.
+        let default_period = match mode {
+            Mode::Echo => "5s",
+            Mode::Bet | Mode::Agency => "0s",
+        };
         let loop_period_text = settings
             .get("loop.period")
-            .map_or("5s".to_owned(), |(v, _)| v);
+            .map_or(default_period.to_owned(), |(v, _)| v);
         let requested_batch: u64 = settings.value(
             "batch.maxAmount",
             Some(103),
@@ -133,7 +150,7 @@ impl Config {
                 .value("loop.amount", Some(5), "a whole number", |v| v.parse().ok())?,
             loop_period: settings.value(
                 "loop.period",
-                Some(Duration::from_secs(5)),
+                parse_duration(default_period),
                 "a duration such as 100ms or 5s",
                 parse_duration,
             )?,
@@ -153,17 +170,7 @@ impl Config {
                 "a whole number from 1 to 1024",
                 |v| v.parse().ok().filter(|n| (1..=1024).contains(n)),
             )?,
-            mode: settings.value(
-                "mode",
-                Some(Mode::Agency),
-                "one of echo, bet, agency",
-                |v| match v.to_ascii_lowercase().as_str() {
-                    "echo" => Some(Mode::Echo),
-                    "bet" => Some(Mode::Bet),
-                    "agency" => Some(Mode::Agency),
-                    _ => None,
-                },
-            )?,
+            mode,
             agency_data_file: settings.value(
                 "agency.data_file",
                 Some(PathBuf::from(format!(".data/agency-{id}.csv"))),
@@ -347,6 +354,36 @@ mod tests {
                 .to_string()
                 .starts_with("config file is not valid YAML")
         );
+    }
+
+    #[test]
+    fn an_unset_period_paces_echo_messages_but_not_batches() {
+        let table: [(&'static [(&str, &str)], Duration, &str); 3] = [
+            (
+                &[("CLI_ID", "1"), ("CLI_MODE", "echo")],
+                Duration::from_secs(5),
+                "5s",
+            ),
+            (
+                &[("CLI_ID", "1"), ("CLI_MODE", "agency")],
+                Duration::ZERO,
+                "0s",
+            ),
+            (
+                &[("CLI_ID", "1"), ("CLI_MODE", "bet")],
+                Duration::ZERO,
+                "0s",
+            ),
+        ];
+        for (env, want, text) in table {
+            let yaml = "server:\n  address: \"h:1\"\n";
+            let (config, _) = Config::parse(yaml, env_of(env)).unwrap();
+            assert_eq!(
+                (config.loop_period, config.loop_period_text.as_str()),
+                (want, text),
+                "{env:?}"
+            );
+        }
     }
 
     #[test]
