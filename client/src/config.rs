@@ -192,9 +192,9 @@ impl Config {
         format!(
             "client_id: {} | server_address: {} | loop_amount: {} | loop_period: {} | log_level: {} | mode: {} | batch_max_amount: {} | batch_window: {}",
             self.id,
-            self.server_address,
+            tp0_log::field(&self.server_address),
             self.loop_amount,
-            self.loop_period_text,
+            tp0_log::field(&self.loop_period_text),
             self.log_level,
             format!("{:?}", self.mode).to_ascii_lowercase(),
             self.batch_max_amount,

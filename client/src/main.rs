@@ -10,6 +10,7 @@ use client::data::load_bets;
 use client::link::{Conversation, Link, Stop};
 use log::{Level, LevelFilter, debug, error, info, log, warn};
 use lottery_protocol::{Bet, Status};
+use tp0_log::field;
 
 fn main() -> ExitCode {
     simple_logger::SimpleLogger::new()
@@ -41,25 +42,32 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let path = file.path().display();
+    let path = field(file.path().display());
     let text = match file.read() {
         Ok(text) => text,
         Err(e) => {
-            error!("action: config | result: fail | file: {path} | error: {e}");
+            error!(
+                "action: config | result: fail | file: {path} | error: {}",
+                field(&e)
+            );
             return ExitCode::FAILURE;
         }
     };
     let (config, unknown) = match Config::parse(&text, |key| std::env::var(key).ok()) {
         Ok(parsed) => parsed,
         Err(e) => {
-            error!("action: config | result: fail | file: {path} | error: {e}");
+            error!(
+                "action: config | result: fail | file: {path} | error: {}",
+                field(&e)
+            );
             return ExitCode::FAILURE;
         }
     };
     for key in unknown {
         warn!(
-            "action: config | result: success | client_id: {} | file: {path} | warning: {key}",
-            config.id
+            "action: config | result: success | client_id: {} | file: {path} | warning: {}",
+            config.id,
+            field(&key)
         );
     }
     log::set_max_level(config.log_level);
@@ -75,8 +83,9 @@ fn main() -> ExitCode {
         Ok(link) => link,
         Err(e) => {
             error!(
-                "action: start | result: fail | client_id: {} | error: {e}",
-                config.id
+                "action: start | result: fail | client_id: {} | error: {}",
+                config.id,
+                field(&e)
             );
             return ExitCode::FAILURE;
         }
@@ -103,15 +112,17 @@ fn main() -> ExitCode {
         }
         Err(Failure::Stop(Stop::Io(e))) => {
             error!(
-                "action: {action} | result: fail | client_id: {} | error: {e}",
-                config.id
+                "action: {action} | result: fail | client_id: {} | error: {}",
+                config.id,
+                field(&e)
             );
             ExitCode::FAILURE
         }
         Err(Failure::Input(action, e)) => {
             error!(
-                "action: {action} | result: fail | client_id: {} | error: {e}",
-                config.id
+                "action: {action} | result: fail | client_id: {} | error: {}",
+                config.id,
+                field(&e)
             );
             ExitCode::FAILURE
         }
@@ -136,12 +147,17 @@ fn gen_data(agency: &str, bets: &str, winners: &str, out: &str) -> ExitCode {
     match result {
         Ok(()) => {
             info!(
-                "action: gen_data | result: success | agency: {agency} | file: {out} | cantidad: {bets} | ganadores: {winners}"
+                "action: gen_data | result: success | agency: {agency} | file: {} | cantidad: {bets} | ganadores: {winners}",
+                field(out)
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            error!("action: gen_data | result: fail | file: {out} | error: {e}");
+            error!(
+                "action: gen_data | result: fail | file: {} | error: {}",
+                field(out),
+                field(&e)
+            );
             ExitCode::FAILURE
         }
     }
@@ -185,7 +201,7 @@ fn load(args: &[String]) -> ExitCode {
         }
         Ok(report) => {
             for e in report.errors.iter().take(20) {
-                error!("action: load | result: fail | error: {e}");
+                error!("action: load | result: fail | error: {}", field(e));
             }
             error!(
                 "action: load | result: fail | agencies_done: {} | errors: {}",
@@ -195,7 +211,7 @@ fn load(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            error!("action: load | result: fail | error: {e}");
+            error!("action: load | result: fail | error: {}", field(&e));
             ExitCode::FAILURE
         }
     }
@@ -227,7 +243,7 @@ fn run_echo(config: &Config, link: &mut Link) -> Result<(), Failure> {
         info!(
             "action: receive_message | result: success | client_id: {} | msg: {}",
             config.id,
-            String::from_utf8_lossy(&echo.reply).trim_end()
+            field(String::from_utf8_lossy(&echo.reply).trim_end())
         );
         if k < config.loop_amount {
             link.sleep(config.loop_period)?;
@@ -297,7 +313,7 @@ fn run_agency(config: &Config, link: &mut Link) -> Result<(), Failure> {
     info!(
         "action: load_bets | result: success | client_id: {} | file: {} | cantidad: {}",
         config.id,
-        config.agency_data_file.display(),
+        field(config.agency_data_file.display()),
         bets.len()
     );
     send_bets(config, link, &bets, Level::Debug)

@@ -271,7 +271,7 @@ pub fn client(server: &str, id: u16, env: &[(&str, &str)]) -> Command {
         .env("CLI_SERVER_ADDRESS", server)
         .env("CLI_LOG_LEVEL", "INFO")
         .env("CLI_SERVER_CONNECTTIMEOUT", "5s")
-        // Full speed: unset, `loop.period` is 5 s, also between batches.
+        // Full speed, whatever the mode's default period.
         .env("CLI_LOOP_PERIOD", "0s")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

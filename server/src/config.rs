@@ -151,7 +151,7 @@ impl Config {
             self.logging_level,
             self.ip,
             self.agencies,
-            self.bets_file.display(),
+            tp0_log::field(self.bets_file.display()),
             humantime::format_duration(self.stall_timeout),
             humantime::format_duration(self.winners_delay),
         )

@@ -7,6 +7,7 @@ use log::{LevelFilter, debug, error, warn};
 use server::cli::{self, Command};
 use server::config::{self, Config};
 use server::server::Server;
+use tp0_log::field;
 
 fn main() -> ExitCode {
     let file = match cli::parse(std::env::args_os().skip(1)) {
@@ -33,11 +34,14 @@ fn main() -> ExitCode {
         .expect("the logger is installed once");
     log::set_max_level(LevelFilter::Info);
 
-    let path = file.path().display();
+    let path = field(file.path().display());
     let text = match file.read() {
         Ok(text) => text,
         Err(e) => {
-            error!("action: config | result: fail | file: {path} | error: {e}");
+            error!(
+                "action: config | result: fail | file: {path} | error: {}",
+                field(&e)
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -45,12 +49,18 @@ fn main() -> ExitCode {
     let config = match Config::parse(&text, env, config::resolve) {
         Ok((config, unknown)) => {
             for key in unknown {
-                warn!("action: config | result: success | file: {path} | warning: {key}");
+                warn!(
+                    "action: config | result: success | file: {path} | warning: {}",
+                    field(&key)
+                );
             }
             config
         }
         Err(e) => {
-            error!("action: config | result: fail | file: {path} | error: {e}");
+            error!(
+                "action: config | result: fail | file: {path} | error: {}",
+                field(&e)
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -61,7 +71,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("action: server | result: fail | error: {e}");
+            error!("action: server | result: fail | error: {}", field(&e));
             ExitCode::FAILURE
         }
     }

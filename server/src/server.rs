@@ -23,6 +23,7 @@ use slab::Slab;
 use crate::config::Config;
 use crate::session::{App, Session, Sessions};
 use crate::storage::Store;
+use tp0_log::field;
 
 // Reserved tokens, far outside any slab key.
 const LISTENER: Token = Token(usize::MAX);
@@ -124,13 +125,13 @@ impl Server {
         if let Some(kept) = kept {
             info!(
                 "action: open_storage | result: success | file: {} | previous_round_kept_as: {}",
-                config.bets_file.display(),
-                kept.display()
+                field(config.bets_file.display()),
+                field(kept.display())
             );
         } else {
             info!(
                 "action: open_storage | result: success | file: {}",
-                config.bets_file.display()
+                field(config.bets_file.display())
             );
         }
         let poll = Poll::new()?;
@@ -230,8 +231,9 @@ impl Server {
                             .register(&mut stream, Token(key), Interest::READABLE)
                     {
                         error!(
-                            "action: accept_connections | result: fail | ip: {} | error: {e}",
-                            peer.ip()
+                            "action: accept_connections | result: fail | ip: {} | error: {}",
+                            peer.ip(),
+                            field(&e)
                         );
                         continue;
                     }
@@ -262,14 +264,18 @@ impl Server {
                 // next one may be fine, so accept again at once.
                 Err(e) if is_retry_now(&e) => {
                     warn!(
-                        "action: accept_connections | result: fail | error: {e}; accepting the next"
+                        "action: accept_connections | result: fail | error: {}; accepting the next",
+                        field(&e)
                     );
                     continue;
                 }
                 // EMFILE and friends: the peer waits in the backlog until a
                 // connection is freed; say why.
                 Err(e) => {
-                    error!("action: accept_connections | result: fail | error: {e}");
+                    error!(
+                        "action: accept_connections | result: fail | error: {}",
+                        field(&e)
+                    );
                     self.accept_backlogged = true;
                     return;
                 }
@@ -307,8 +313,9 @@ impl Server {
                 Io::WouldBlock => break Ok(()),
                 Io::Error(e) => {
                     warn!(
-                        "action: receive_batch | result: fail | ip: {} | error: {e}",
-                        conn.session.peer().ip()
+                        "action: receive_batch | result: fail | ip: {} | error: {}",
+                        conn.session.peer().ip(),
+                        field(&e)
                     );
                     mark_closing(conn, key, &mut self.to_close);
                     break Ok(());
@@ -319,9 +326,10 @@ impl Server {
             // The session stopped reading; what it committed is still acked
             // before the close (it is done once its output is written).
             error!(
-                "action: {} | result: fail | ip: {} | error: {e}",
+                "action: {} | result: fail | ip: {} | error: {}",
                 e.action(),
-                conn.session.peer().ip()
+                conn.session.peer().ip(),
+                field(&e)
             );
             if e.is_fatal() {
                 mark_closing(conn, key, &mut self.to_close);
@@ -471,8 +479,9 @@ impl Server {
                 // EPIPE, ECONNRESET, ...: this peer is gone; say how.
                 Io::Error(e) => {
                     warn!(
-                        "action: send_reply | result: fail | ip: {} | error: {e}",
-                        conn.session.peer().ip()
+                        "action: send_reply | result: fail | ip: {} | error: {}",
+                        conn.session.peer().ip(),
+                        field(&e)
                     );
                     mark_closing(conn, key, &mut self.to_close);
                     break;
@@ -595,7 +604,7 @@ impl Server {
         self.app.store.commit()?;
         info!(
             "action: close_storage | result: success | file: {} | bets: {} | syncs: {}",
-            self.config.bets_file.display(),
+            field(self.config.bets_file.display()),
             self.app.store.committed(),
             self.app.store.commits()
         );

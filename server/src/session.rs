@@ -23,6 +23,8 @@ use lottery_protocol::{
     StreamError, Unit, decode_bet, encode_winners, is_lottery_stream,
 };
 
+use tp0_log::field;
+
 use crate::lottery::{ClaimError, Lottery};
 use crate::storage::{Durable, Store};
 
@@ -579,7 +581,7 @@ impl Session {
         info!(
             "action: receive_message | result: success | ip: {} | msg: {}",
             self.peer.ip(),
-            text.trim_end_matches(['\n', '\r'])
+            field(text.trim_end_matches(['\n', '\r']))
         );
         self.output.extend_from_slice(line);
         self.mode = Mode::Closing;
