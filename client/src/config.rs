@@ -358,7 +358,8 @@ mod tests {
 
     #[test]
     fn an_unset_period_paces_echo_messages_but_not_batches() {
-        let table: [(&'static [(&str, &str)], Duration, &str); 3] = [
+        type Env = &'static [(&'static str, &'static str)];
+        let table: [(Env, Duration, &str); 3] = [
             (
                 &[("CLI_ID", "1"), ("CLI_MODE", "echo")],
                 Duration::from_secs(5),
