@@ -2,10 +2,14 @@
 //! project's own generator, bring it up on the real engine, read what a
 //! black-box checker reads (container logs and exit codes), tear it down.
 
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{root, wait_child};
 
@@ -23,13 +27,50 @@ pub fn sh(cmd: &mut Command) -> Output {
     output
 }
 
+/// Held while a scenario runs: the scenarios use project `tp0` and fixed
+/// container names, so they run one at a time, across threads and across test
+/// processes (two developers' `cargo test` on one engine).
+pub struct EngineGuard {
+    _thread: MutexGuard<'static, ()>,
+    _machine: UnixListener,
+}
+
+/// The machine-wide half of [`EngineGuard`]: a Unix socket bound to an abstract
+/// name, which one socket at a time can hold and the kernel frees when its
+/// process dies (no file to clean up after a killed run).
+fn machine_lock() -> UnixListener {
+    const WAIT: Duration = Duration::from_secs(20 * 60);
+    let name = SocketAddr::from_abstract_name(b"tp0-e2e-docker-scenarios").expect("name");
+    let deadline = Instant::now() + WAIT;
+    let mut said = false;
+    loop {
+        match UnixListener::bind_addr(&name) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !said {
+                    eprintln!("waiting for another test process's Docker scenario to finish");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                panic!("the Docker scenarios' machine-wide lock: {e} (waited up to {WAIT:?})")
+            }
+        }
+    }
+}
+
 /// The engine, or why there is none. With `CI=true` a missing engine is a
 /// failure; elsewhere the caller skips, saying why. Returns a guard: the
 /// scenarios use fixed container names, so they run one at a time.
-pub fn engine() -> Option<MutexGuard<'static, ()>> {
+pub fn engine() -> Option<EngineGuard> {
     static LOCK: Mutex<()> = Mutex::new(());
     static IMAGES: OnceLock<Result<(), String>> = OnceLock::new();
-    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let thread = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = EngineGuard {
+        _thread: thread,
+        _machine: machine_lock(),
+    };
     let ready = IMAGES.get_or_init(|| {
         let answers = |args: &[&str]| {
             Command::new("docker")
@@ -249,64 +290,141 @@ pub fn image_id(image: &str) -> String {
 }
 
 /// A parsed log line, as the exercise's checker reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    pub action: String,
-    pub result: String,
-    pub details: Vec<(String, String)>,
-}
+pub use tp0_log::Line;
 
-impl Line {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.details
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses every `action:` line of a log like the checker: split on `|`;
-/// `action:` from the first field, `result:` from the second (one of success,
-/// fail, in_progress); every later field `key: value`. Anything else panics.
+/// Parses every `action:` line of a container's log with the strict reading
+/// users apply ([`tp0_log::parse_line`]); a line that does not parse panics
+/// with its text.
 pub fn parse_log(log: &str) -> Vec<Line> {
     log.lines()
         .filter(|l| l.contains("action: "))
-        .map(|l| {
-            let fields: Vec<&str> = l.split('|').collect();
-            let action = fields[0]
-                .split_once("action: ")
-                .map(|(_, a)| a.trim().to_owned());
-            let result = fields
-                .get(1)
-                .and_then(|f| f.trim().strip_prefix("result: "))
-                .map(str::to_owned);
-            let (Some(action), Some(result)) = (action, result) else {
-                panic!("unparseable line: {l}");
-            };
-            assert!(
-                ["success", "fail", "in_progress"].contains(&result.as_str()),
-                "unknown result in: {l}"
-            );
-            let details = fields[2..]
-                .iter()
-                .map(|f| {
-                    let (k, v) = f
-                        .trim()
-                        .split_once(':')
-                        .unwrap_or_else(|| panic!("detail without a colon in: {l}"));
-                    (k.trim().to_owned(), v.trim().to_owned())
-                })
-                .collect();
-            Line {
-                action,
-                result,
-                details,
-            }
-        })
+        .map(|l| tp0_log::parse_line(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
 
 /// The lines of one action.
 pub fn lines<'a>(parsed: &'a [Line], action: &str) -> Vec<&'a Line> {
     parsed.iter().filter(|l| l.action == action).collect()
+}
+
+/// A compose log line, `<container><padding> | <the container's line>`, as
+/// (container, line); `None` for anything else.
+pub fn compose_line(line: &str) -> Option<(&str, &str)> {
+    let (name, rest) = line.split_once('|')?;
+    let container = name.trim_end_matches(' ');
+    let own = rest.strip_prefix(' ')?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    (name.ends_with(' ') && !container.is_empty() && container.chars().all(plain))
+        .then_some((container, own))
+}
+
+/// Compose's status line for a container that exited while `logs -f` (or `up`)
+/// was attached, `<container> exited with code <n>`, as (container, n). Compose
+/// writes it after a carriage return and `ESC[K` (goterm's RESET_LINE) even
+/// into a pipe; that prefix is accepted and nothing else.
+pub fn compose_exit(line: &str) -> Option<(&str, i32)> {
+    let line = line.strip_prefix("\r\x1b[K").unwrap_or(line);
+    let (container, code) = line.split_once(" exited with code ")?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if container.is_empty() || !container.chars().all(plain) {
+        return None;
+    }
+    Some((container, code.parse().ok()?))
+}
+
+/// A command whose output is read line by line as it comes (`docker compose
+/// logs -f`): each line of stdout and stderr, bytes intact up to the newline.
+/// Killed when dropped, so no test leaves it running.
+pub struct Follow {
+    child: Child,
+    lines: Receiver<(Stream, String)>,
+    /// Every line read so far, in the order read.
+    pub seen: Vec<(Stream, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Follow {
+    pub fn spawn(cmd: &mut Command) -> Follow {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout"));
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("stderr"));
+        for (stream, pipe) in [(Stream::Stdout, out), (Stream::Stderr, err)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut pipe = BufReader::new(pipe);
+                loop {
+                    let mut line = Vec::new();
+                    match pipe.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if line.last() == Some(&b'\n') {
+                                line.pop();
+                            }
+                            let line = String::from_utf8_lossy(&line).into_owned();
+                            if tx.send((stream, line)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Follow {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line of either stream; `Timeout` at the deadline,
+    /// `Disconnected` once both streams have closed.
+    pub fn next_line(&mut self, deadline: Instant) -> Result<(Stream, String), RecvTimeoutError> {
+        let line = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+        self.seen.push(line.clone());
+        Ok(line)
+    }
+
+    /// Reads until both streams close and the command exits, by the deadline;
+    /// `None` if it is still running then.
+    pub fn wait_end(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        loop {
+            match self.next_line(deadline) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        wait_child(
+            &mut self.child,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+    }
+
+    /// Everything read so far, one line each, for a failure message.
+    pub fn transcript(&self) -> String {
+        self.seen
+            .iter()
+            .map(|(stream, line)| format!("{stream:?}: {line:?}\n"))
+            .collect()
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

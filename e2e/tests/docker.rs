@@ -2,9 +2,11 @@
 //! logs and exit codes as the exercise's black-box checker would.
 //! Skipped (saying why) where no engine answers; a failure when CI=true.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 use client::generate::agency_bets;
 use e2e::docker::*;
@@ -378,4 +380,166 @@ fn the_course_dataset_in_compose() {
     assert_eq!(winners, ["2", "3", "3", "2", "0"]);
     assert_eq!(d.stored_rows(), 78_697);
     no_failures(&server, &clients);
+}
+
+/// `docker compose logs` into a pipe, as `make docker-compose-logs | grep` and
+/// any parser read it: no terminal escape anywhere (Compose before 2.27 began
+/// every line with ESC[2K), and every line `<container> | <its line>`, where
+/// each container's lines are exactly its own log and parse strictly.
+#[test]
+fn compose_logs_into_a_pipe_are_plain_lines() {
+    let Some(_engine) = engine() else { return };
+    let dir = scratch("docker-compose-logs");
+    let mounts = Mounts {
+        client_config: Some(client_yaml(&dir, 2, "50ms", "INFO", 103)),
+        ..Mounts::default()
+    };
+    let d = Deployment::generate(&dir, 2, "echo", mounts);
+    d.up(&[]);
+    assert_eq!(d.wait_clients(LONG), [0, 0]);
+    // Output::stdout is a pipe: Compose sees no terminal.
+    let output = sh(d.compose().arg("logs"));
+    for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        assert!(
+            !bytes.contains(&0x1b),
+            "ESC in the {stream} of `docker compose logs`:\n{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let mut by_container: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in text.lines() {
+        let (container, own) = compose_line(line)
+            .unwrap_or_else(|| panic!("not `<container> | <line>`: {line:?}\n{text}"));
+        by_container.entry(container).or_default().push(own);
+    }
+    for container in ["server", "client1", "client2"] {
+        let mut got = by_container.remove(container).unwrap_or_default();
+        let own = logs(container);
+        let mut want: Vec<&str> = own.lines().collect();
+        assert!(!want.is_empty(), "{container} logged nothing");
+        // `docker logs` gives stdout and stderr apart: compare as sets of lines.
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{container}'s lines in `docker compose logs`");
+        let parsed = parse_log(&got.join("\n"));
+        assert!(!parsed.is_empty(), "{container}: no action lines");
+    }
+    assert!(
+        by_container.is_empty(),
+        "lines of containers outside the deployment: {by_container:?}"
+    );
+}
+
+/// The course's workflow: `docker compose up -d`, then at once `docker
+/// compose logs -f`, read until every client's `exited with code` line. Compose
+/// prints that line only for a container that exits while it follows, so the
+/// agencies must still be running when it attaches: 4 agencies of 100 bets in
+/// batches of 10, `loop.period: 150ms` between batches (9 pauses: over a
+/// second each). The server keeps running, so `logs -f` cannot end by itself
+/// then; stopping the server as `make docker-compose-down` does ends it, once
+/// every container has exited while followed.
+#[test]
+fn logs_follow_sees_every_paced_agency_exit() {
+    let Some(_engine) = engine() else { return };
+    const AGENCIES: usize = 4;
+    const DEADLINE: Duration = Duration::from_secs(60);
+    let dir = scratch("docker-logs-follow");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for a in 1..=AGENCIES as u16 {
+        write_agency_file(&data, a, &agency_bets(a, 100, 1, 5));
+    }
+    let mounts = Mounts {
+        client_config: Some(client_yaml(&dir, 1, "150ms", "INFO", 10)),
+        data_dir: Some(data),
+        ..Mounts::default()
+    };
+    let d = Deployment::generate(&dir, AGENCIES, "agency", mounts);
+    d.up(&[]);
+    let mut follow = Follow::spawn(d.compose().args(["logs", "-f"]));
+    let clients: Vec<String> = (1..=AGENCIES).map(|i| format!("client{i}")).collect();
+    let deadline = Instant::now() + DEADLINE;
+    let mut exits: BTreeMap<String, i32> = BTreeMap::new();
+    while exits.len() < AGENCIES {
+        match follow.next_line(deadline) {
+            Ok((_, line)) => {
+                if let Some((container, code)) = compose_exit(&line) {
+                    exits.insert(container.to_owned(), code);
+                }
+            }
+            Err(end) => {
+                let codes: Vec<i32> = clients.iter().map(|c| exit_code(c)).collect();
+                panic!(
+                    "`logs -f` {} before every client's exit line; exit codes {codes:?} \
+                     (a client that had exited before `logs -f` attached gets no line: \
+                     is `loop.period` pacing the batches?)\n{}",
+                    match end {
+                        RecvTimeoutError::Timeout => "still running after 60 s",
+                        RecvTimeoutError::Disconnected => "ended",
+                    },
+                    follow.transcript()
+                )
+            }
+        }
+    }
+    let want: BTreeMap<String, i32> = clients.iter().map(|c| (c.clone(), 0)).collect();
+    assert_eq!(exits, want, "{}", follow.transcript());
+    assert!(running("server"), "the server keeps running");
+
+    // Stopped as `make docker-compose-down` stops it, the server was the last
+    // container still followed: `logs -f` prints its exit and ends by itself.
+    sh(d.compose().args(["stop", "-t", "10", "server"]));
+    let status = follow.wait_end(Instant::now() + Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "`logs -f` after the last container stopped: {status:?}\n{}",
+        follow.transcript()
+    );
+
+    std::fs::write(dir.join("logs-follow.txt"), follow.transcript()).unwrap();
+    // What was read: every line a container's own line or an exit line, and
+    // each container's action lines parse strictly.
+    let mut by_container: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (stream, line) in &follow.seen {
+        if compose_exit(line).is_some() {
+            continue;
+        }
+        if *stream == Stream::Stderr && line.is_empty() {
+            continue;
+        }
+        let (container, own) = compose_line(line)
+            .unwrap_or_else(|| panic!("{stream:?}: {line:?}\n{}", follow.transcript()));
+        by_container.entry(container).or_default().push(own);
+    }
+    assert!(
+        follow
+            .seen
+            .iter()
+            .any(|(_, l)| compose_exit(l) == Some(("server", 0))),
+        "no `server exited with code 0`\n{}",
+        follow.transcript()
+    );
+    // Each container's lines exactly once: what `docker logs` holds.
+    for container in clients.iter().map(String::as_str).chain(["server"]) {
+        let mut got = by_container.get(container).cloned().unwrap_or_default();
+        let own = logs(container);
+        let mut want: Vec<&str> = own.lines().collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{container}'s lines in `logs -f`");
+    }
+    let server = parse_log(&by_container["server"].join("\n"));
+    assert_eq!(lines(&server, "sorteo").len(), 1, "{}", follow.transcript());
+    for client in &clients {
+        let parsed = parse_log(&by_container[client.as_str()].join("\n"));
+        let winners = lines(&parsed, "consulta_ganadores");
+        assert_eq!(winners.len(), 1, "{client}\n{}", follow.transcript());
+        assert_eq!(winners[0].get("cant_ganadores"), Some("1"), "{client}");
+        let sent: usize = lines(&parsed, "batch_enviado")
+            .iter()
+            .map(|l| l.get("cantidad").unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(sent, 100, "{client}");
+    }
 }
