@@ -215,11 +215,14 @@ fn a_peer_dying_mid_batch_stores_nothing_of_it_and_others_go_on() {
     drop(mock);
     server.wait_for("partial batch of 40 bytes", MINUTE);
 
-    // Agency 2 ingests while agency 1 is away; then agency 1 reconnects and finishes.
+    // Agency 2 ingests while agency 1 is away; then agency 1 comes back with
+    // its whole file, as a rerun client does: the two stored bets are acked
+    // again, not stored again; the rest is stored.
     let second = agency_bets(2, 300, 2, 9);
     let rest = agency_bets(1, 10, 1, 10);
+    let whole: Vec<_> = first.iter().chain(&rest).cloned().collect();
     let f2 = write_agency_file(&dir, 2, &second);
-    let f1 = write_agency_file(&dir, 1, &rest);
+    let f1 = write_agency_file(&dir, 1, &whole);
     let address = server.address();
     let agency2 = std::thread::spawn(move || {
         run(
@@ -242,25 +245,20 @@ fn a_peer_dying_mid_batch_stores_nothing_of_it_and_others_go_on() {
     );
     let agency2 = agency2.join().unwrap();
     assert!(agency1.status.success() && agency2.status.success());
-    // Agency 1 wins with its first session's winner and its second's.
+    // Agency 1 wins with every winner of its file, each once.
     assert_eq!(
-        field(&text(&agency1), "consulta_ganadores", "cant_ganadores").as_deref(),
-        Some("2")
+        field(&text(&agency1), "consulta_ganadores", "cant_ganadores"),
+        Some(winners_of(&whole).len().to_string())
     );
     assert_eq!(
         field(&text(&agency2), "consulta_ganadores", "cant_ganadores").as_deref(),
         Some("2")
     );
-    let expected: Vec<Vec<String>> = first[..2]
-        .iter()
-        .chain(&rest)
-        .chain(&second)
-        .map(row)
-        .collect();
+    let expected: Vec<Vec<String>> = whole.iter().chain(&second).map(row).collect();
     assert_eq!(
         sorted(server.stored_rows()),
         sorted(expected),
-        "the partial batch is not stored"
+        "every bet once: the partial batch was not stored, the resent ones not twice"
     );
 }
 
@@ -289,7 +287,9 @@ fn bad_peers_are_closed_alone() {
     half_batch.send(&[0, 79, 0, 2, 2, b'A']);
     assert!(half_header.closed_by_server() && half_batch.closed_by_server());
     server.wait_for_count("action: timeout | result: fail", 2, MINUTE);
-    // A second live connection for one agency is refused; the first is untouched.
+    // A second connection for one agency takes over (a restarted agency is
+    // never locked out by its own dead connection); the first is closed, and
+    // the bet the second resends is acked without being stored again.
     let bet = agency_bets(1, 1, 0, 3);
     let one = raw_stream(1, 1, &[bet[0].view().encode()]);
     let mut first = Mock::connect(&server.address());
@@ -297,15 +297,31 @@ fn bad_peers_are_closed_alone() {
     first.recv(ACK_LEN);
     let mut second = Mock::connect(&server.address());
     second.send(&one);
-    assert!(second.closed_by_server());
-    server.wait_for("agency 1 already has a live connection", MINUTE);
-    first.send(&END_FRAME);
-    assert_eq!(first.recv(ACK_LEN), END_ACK);
-    // An agency that already finished may not come back.
+    assert_eq!(second.recv(ACK_LEN)[8], 1, "acked as stored");
+    assert!(first.closed_by_server());
+    server.wait_for(
+        "agencia: 1 | reason: a newer connection for the agency took over",
+        MINUTE,
+    );
+    second.send(&END_FRAME);
+    assert_eq!(second.recv(ACK_LEN), END_ACK);
+    // An agency that finished may come back (to wait for its winners), but
+    // cannot add a bet.
     let mut again = Mock::connect(&server.address());
-    again.send(&raw_stream(1, 1, &[END_FRAME]));
-    assert!(again.closed_by_server());
-    server.wait_for("agency 1 already sent its end frame", MINUTE);
+    again.send(&raw_stream(1, 1, &[bet[0].view().encode(), END_FRAME]));
+    assert_eq!(&again.recv(2 * ACK_LEN)[ACK_LEN..], END_ACK);
+    let more = agency_bets(1, 2, 0, 3);
+    let mut more_conn = Mock::connect(&server.address());
+    more_conn.send(&raw_stream(
+        1,
+        2,
+        &[more[0].view().encode(), more[1].view().encode()],
+    ));
+    assert!(more_conn.closed_by_server());
+    server.wait_for(
+        "agency 1 finished with 1 bets, and this connection sent bet 2",
+        MINUTE,
+    );
     assert_eq!(server.stored_rows(), vec![row(&bet[0])]);
     // The server is still serving.
     let echo = run(

@@ -32,6 +32,14 @@ pub struct Config {
     /// leaving, so that a client reading its last acks takes them alone (the
     /// reference Go client misreads winners that arrive in the same read).
     pub winners_delay: Duration,
+    /// When set, the draw runs this long after the round started with the
+    /// agencies that finished, without the others. Unset: it waits for every
+    /// agency, however long.
+    pub draw_deadline: Option<Duration>,
+    /// Connections held at once; at the cap, the oldest connection that has
+    /// not yet named its agency is closed to admit a new one. `None`: derived
+    /// from the descriptor limit at start ([`max_connections_for`]).
+    pub max_connections: Option<usize>,
 }
 
 /// A configuration that cannot be used.
@@ -67,7 +75,7 @@ impl From<ValueError> for ConfigError {
 }
 
 /// Every key the server reads; any other key of `[DEFAULT]` is warned about.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 10] = [
     "SERVER_PORT",
     "SERVER_IP",
     "SERVER_LISTEN_BACKLOG",
@@ -76,7 +84,16 @@ pub const KEYS: [&str; 8] = [
     "BETS_FILE",
     "STALL_TIMEOUT",
     "WINNERS_DELAY",
+    "DRAW_DEADLINE",
+    "MAX_CONNECTIONS",
 ];
+
+/// `MAX_CONNECTIONS` when unset: three quarters of the descriptor limit,
+/// leaving room for the files, the listener, the poll and the peers waiting
+/// to be accepted, and at least 16.
+pub fn max_connections_for(descriptor_limit: u64) -> usize {
+    (descriptor_limit.saturating_mul(3) / 4).max(16) as usize
+}
 
 /// `WINNERS_DELAY` when unset: far above the time a blocked reader takes to
 /// wake on loopback or a LAN, and paid only by agencies that finish within it
@@ -138,6 +155,24 @@ impl Config {
                 "a duration such as 100ms or 0s",
                 parse_duration,
             )?,
+            draw_deadline: settings.value(
+                "DRAW_DEADLINE",
+                Some(None),
+                "a duration above zero such as 10m, or off",
+                |v| match v {
+                    "" | "off" => Some(None),
+                    v => parse_duration(v).filter(|d| !d.is_zero()).map(Some),
+                },
+            )?,
+            max_connections: settings.value(
+                "MAX_CONNECTIONS",
+                Some(None),
+                "a whole number from 16, or auto",
+                |v| match v {
+                    "" | "auto" => Some(None),
+                    v => v.parse().ok().filter(|&n: &usize| n >= 16).map(Some),
+                },
+            )?,
         };
         Ok((config, unknown))
     }
@@ -145,7 +180,7 @@ impl Config {
     /// The `action: config` log line's details.
     pub fn summary(&self) -> String {
         format!(
-            "port: {} | listen_backlog: {} | logging_level: {} | ip: {} | agencies: {} | bets_file: {} | stall_timeout: {} | winners_delay: {}",
+            "port: {} | listen_backlog: {} | logging_level: {} | ip: {} | agencies: {} | bets_file: {} | stall_timeout: {} | winners_delay: {} | draw_deadline: {} | max_connections: {}",
             self.port,
             self.listen_backlog,
             self.logging_level,
@@ -154,6 +189,11 @@ impl Config {
             tp0_log::field(self.bets_file.display()),
             humantime::format_duration(self.stall_timeout),
             humantime::format_duration(self.winners_delay),
+            self.draw_deadline
+                .map_or("off".to_owned(), |d| humantime::format_duration(d)
+                    .to_string()),
+            self.max_connections
+                .map_or("auto".to_owned(), |n| n.to_string()),
         )
     }
 }
@@ -247,6 +287,8 @@ mod tests {
                 bets_file: "bets.csv".into(),
                 stall_timeout: Duration::from_secs(30),
                 winners_delay: Duration::from_millis(100),
+                draw_deadline: None,
+                max_connections: None,
             }
         );
         assert!(unknown.is_empty());
@@ -265,6 +307,8 @@ mod tests {
                     "BETS_FILE" => "/data/bets.csv",
                     "STALL_TIMEOUT" => "250ms",
                     "WINNERS_DELAY" => "0s",
+                    "DRAW_DEADLINE" => "10m",
+                    "MAX_CONNECTIONS" => "500",
                     _ => return None,
                 }
                 .to_owned(),
@@ -279,6 +323,10 @@ mod tests {
         assert_eq!(config.bets_file, PathBuf::from("/data/bets.csv"));
         assert_eq!(config.stall_timeout, Duration::from_millis(250));
         assert_eq!(config.winners_delay, Duration::ZERO);
+        assert_eq!(config.draw_deadline, Some(Duration::from_secs(600)));
+        assert_eq!(config.max_connections, Some(500));
+        assert_eq!(max_connections_for(20_000), 15_000);
+        assert_eq!(max_connections_for(8), 16);
     }
 
     #[test]
@@ -309,6 +357,16 @@ mod tests {
                 EXERCISE_INI,
                 Some(("WINNERS_DELAY", "soon")),
                 "WINNERS_DELAY = \"soon\" (from the environment) is not a duration such as 100ms or 0s",
+            ),
+            (
+                EXERCISE_INI,
+                Some(("DRAW_DEADLINE", "0s")),
+                "DRAW_DEADLINE = \"0s\" (from the environment) is not a duration above zero such as 10m, or off",
+            ),
+            (
+                EXERCISE_INI,
+                Some(("MAX_CONNECTIONS", "3")),
+                "MAX_CONNECTIONS = \"3\" (from the environment) is not a whole number from 16, or auto",
             ),
             (
                 EXERCISE_INI,

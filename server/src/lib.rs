@@ -8,9 +8,11 @@
 //! - [`session`]: one connection's state machine, sans-IO;
 //! - [`server`]: the `mio` poll loop that drives them.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod lottery;
+pub mod round;
 pub mod server;
 pub mod session;
 pub mod storage;

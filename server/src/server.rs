@@ -7,7 +7,7 @@
 //! has passed, write pending output, time out stalled peers, and only then free
 //! the connections marked closing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -20,9 +20,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::config::Config;
-use crate::session::{App, Session, Sessions};
-use crate::storage::Store;
+use crate::app::{App, Sessions};
+use crate::config::{Config, max_connections_for};
+use crate::session::Session;
+use crate::storage::{StateLog, Store, lock_existing, open_round};
 use tp0_log::field;
 
 // Reserved tokens, far outside any slab key.
@@ -53,6 +54,9 @@ struct Conn {
     /// Already in the `to_commit` / `to_flush` list this turn.
     in_commit: bool,
     in_flush: bool,
+    /// Accept order, to tell a reused slab key from the connection queued
+    /// under it in `Server::unidentified`.
+    seq: u64,
 }
 
 impl Sessions for Slab<Conn> {
@@ -107,6 +111,15 @@ pub struct Server {
     /// key freed and reused meanwhile only costs its new session a no-op.
     timers: BTreeSet<(Instant, usize)>,
     progress: Progress,
+    /// When the draw runs without the agencies that have not finished.
+    deadline: Option<Instant>,
+    /// Connections held at once (`MAX_CONNECTIONS`).
+    max_connections: usize,
+    /// Connections that have not named an agency yet, oldest first, with
+    /// their accept order (entries of closed or identified ones are skipped
+    /// when met): who is closed to admit a new peer at the cap.
+    unidentified: VecDeque<(usize, u64)>,
+    accepted: u64,
 }
 
 /// What the last progress line said, to log the next only when something
@@ -118,34 +131,66 @@ struct Progress {
 }
 
 impl Server {
-    /// Binds the listener, opens the storage and registers the signals. Errors
-    /// here are the operator's to fix (port in use, unwritable path).
+    /// Locks the bets file, binds the listener, and only then opens the
+    /// round (resuming one in progress, archiving a complete one) and
+    /// registers the signals. Errors here are the operator's to fix (another
+    /// server on the file, port in use, unreadable files); until the lock is
+    /// held and the port bound, no file is changed.
     pub fn new(config: Config) -> io::Result<Server> {
-        let (store, kept) = Store::open(&config.bets_file)?;
-        if let Some(kept) = kept {
-            info!(
-                "action: open_storage | result: success | file: {} | previous_round_kept_as: {}",
-                field(config.bets_file.display()),
-                field(kept.display())
-            );
-        } else {
-            info!(
-                "action: open_storage | result: success | file: {}",
-                field(config.bets_file.display())
-            );
-        }
+        let locked = lock_existing(&config.bets_file).map_err(io::Error::other)?;
         let poll = Poll::new()?;
-        let mut listener = bind(
-            SocketAddr::new(config.ip, config.port),
-            config.listen_backlog,
-        )?;
+        let address = SocketAddr::new(config.ip, config.port);
+        let mut listener = bind(address, config.listen_backlog)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let files = open_round(&config.bets_file, locked, config.agencies, now_unix)
+            .map_err(io::Error::other)?;
+        let opened = &files.opened;
+        info!(
+            "action: open_storage | result: success | file: {} | round: {} | bets: {} | agencies_finished: {} | drawn: {}{}{}{}",
+            field(config.bets_file.display()),
+            if opened.resumed { "resumed" } else { "new" },
+            files.round.rows,
+            crate::round::finished(&files.round).len(),
+            files.round.drawn.is_some(),
+            opened.archived.as_ref().map_or(String::new(), |p| format!(
+                " | previous_round_archived_as: {}",
+                field(p.display())
+            )),
+            if opened.bets_cut > 0 {
+                format!(" | torn_row_bytes_cut: {}", opened.bets_cut)
+            } else {
+                String::new()
+            },
+            if opened.state_cut > 0 {
+                format!(" | torn_state_bytes_cut: {}", opened.state_cut)
+            } else {
+                String::new()
+            },
+        );
+        let started = files.round.started;
+        let store =
+            Store::resume(files.bets, files.round.rows, files.bets_len).named(&config.bets_file);
+        let state = StateLog::new(files.state, files.state_len)
+            .named(&crate::storage::state_path(&config.bets_file));
+        let mut app = App::resume(files.round, store, state).map_err(io::Error::other)?;
+        app.started = started;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(|| max_connections_for(descriptor_limit()));
+        let deadline = config.draw_deadline.map(|d| {
+            let at = started.saturating_add(d.as_secs());
+            Instant::now() + Duration::from_secs(at.saturating_sub(now_unix))
+        });
         info!(
-            "action: listen | result: success | address: {} | agencies: {}",
+            "action: listen | result: success | address: {} | agencies: {} | max_connections: {max_connections}",
             listener.local_addr()?,
             config.agencies
         );
@@ -154,7 +199,7 @@ impl Server {
             listener: Some(listener),
             signals,
             conns: Slab::new(),
-            app: App::new(config.agencies, store),
+            app,
             next_sweep: Instant::now() + sweep_interval(config.stall_timeout),
             config,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -168,6 +213,10 @@ impl Server {
                 bets: 0,
                 finished: 0,
             },
+            deadline,
+            max_connections,
+            unidentified: VecDeque::new(),
+            accepted: 0,
         })
     }
 
@@ -177,10 +226,13 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS);
         loop {
             let timeout = if self.to_commit.is_empty() && self.to_flush.is_empty() {
-                let wake = match self.timers.first() {
+                let mut wake = match self.timers.first() {
                     Some(&(at, _)) => at.min(self.next_sweep),
                     None => self.next_sweep,
                 };
+                if let Some(deadline) = self.deadline.filter(|_| !self.app.lottery.drawn()) {
+                    wake = wake.min(deadline);
+                }
                 wake.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO // work carried over from the last turn
@@ -217,12 +269,15 @@ impl Server {
     /// Accepts until `WouldBlock`. A failed accept (out of descriptors) is
     /// logged; the pending peers stay in the backlog for the next event.
     fn accept(&mut self, now: Instant) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
         loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    if self.conns.len() >= self.max_connections && !self.make_room(peer) {
+                        continue; // dropped: every connection is a live agency
+                    }
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) =
@@ -243,6 +298,8 @@ impl Server {
                         "action: accept_connections | result: success | ip: {}",
                         peer.ip()
                     );
+                    self.accepted += 1;
+                    self.unidentified.push_back((key, self.accepted));
                     entry.insert(Conn {
                         stream,
                         session: Session::new(key, peer, now, self.config.winners_delay),
@@ -251,6 +308,7 @@ impl Server {
                         closing: false,
                         in_commit: false,
                         in_flush: false,
+                        seq: self.accepted,
                     });
                 }
                 // The backlog is empty until the next event.
@@ -281,6 +339,38 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// At `MAX_CONNECTIONS`: frees a place for a new peer by closing the
+    /// oldest connection that has not named an agency (silent and slow peers
+    /// can never lock real agencies out). Returns false when every connection
+    /// is an agency's: the new peer is dropped.
+    fn make_room(&mut self, peer: SocketAddr) -> bool {
+        while let Some((key, seq)) = self.unidentified.pop_front() {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.seq == seq) else {
+                continue; // closed, and maybe its key reused
+            };
+            if conn.closing || conn.session.agency().is_some() {
+                continue;
+            }
+            warn!(
+                "action: close_connection | result: success | ip: {} | reason: at MAX_CONNECTIONS ({}), the oldest connection that named no agency makes room for {}",
+                conn.session.peer().ip(),
+                self.max_connections,
+                peer.ip()
+            );
+            // Freed now, not at the end of the turn: the place is needed now.
+            self.close(key, log::Level::Debug);
+            self.to_commit.retain(|&k| k != key);
+            self.to_flush.retain(|&k| k != key);
+            return true;
+        }
+        warn!(
+            "action: accept_connections | result: fail | ip: {} | error: at MAX_CONNECTIONS ({}) and every connection is an agency's; this peer is closed",
+            peer.ip(),
+            self.max_connections
+        );
+        false
     }
 
     /// Reads until `WouldBlock`, EOF, an error, or backpressure, feeding the
@@ -321,6 +411,19 @@ impl Server {
                     break Ok(());
                 }
             }
+        };
+        // A newer connection took over agencies from older ones: close those.
+        for (old, agency) in std::mem::take(&mut self.app.evicted) {
+            if let Some(conn) = self.conns.get_mut(old) {
+                info!(
+                    "action: close_connection | result: success | ip: {} | agencia: {agency} | reason: a newer connection for the agency took over",
+                    conn.session.peer().ip()
+                );
+                mark_closing(conn, old, &mut self.to_close);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
         };
         if let Err(e) = outcome {
             // The session stopped reading; what it committed is still acked
@@ -363,6 +466,18 @@ impl Server {
         let mut ready = Vec::new();
         self.app
             .end_turn(&mut self.to_commit, &mut self.conns, &mut ready, now)?;
+        if self.deadline.is_some_and(|at| now >= at) && !self.app.lottery.drawn() {
+            let cut = self.app.deadline_draw(&mut self.conns, &mut ready, now)?;
+            for (key, agency) in cut {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    error!(
+                        "action: receive_batch | result: fail | ip: {} | agencia: {agency} | error: the draw ran at its deadline without this agency; nothing more is stored for it",
+                        conn.session.peer().ip()
+                    );
+                    mark_closing(conn, key, &mut self.to_close);
+                }
+            }
+        }
         self.fire_timers(now, &mut ready);
         for key in ready {
             self.queue_flush(key);
@@ -502,6 +617,9 @@ impl Server {
                 .reregister(&mut conn.stream, Token(key), interest)?;
             conn.writable = blocked;
         }
+        if let Some(agency) = conn.session.take_delivered() {
+            self.app.delivered(agency);
+        }
         if conn.session.is_done() {
             mark_closing(conn, key, &mut self.to_close);
             return Ok(());
@@ -602,6 +720,7 @@ impl Server {
             self.close(key, log::Level::Info);
         }
         self.app.store.commit()?;
+        self.app.state.sync()?;
         info!(
             "action: close_storage | result: success | file: {} | bets: {} | syncs: {}",
             field(self.config.bets_file.display()),
@@ -642,6 +761,20 @@ fn mark_closing(conn: &mut Conn, key: usize, to_close: &mut Vec<usize>) {
     if !conn.closing {
         conn.closing = true;
         to_close.push(key);
+    }
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`).
+fn descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
     }
 }
 

@@ -13,7 +13,6 @@
 //! has been written for at least the winners delay (see [`Session::poll_timeout`]).
 
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -25,8 +24,9 @@ use lottery_protocol::{
 
 use tp0_log::field;
 
-use crate::lottery::{ClaimError, Lottery};
-use crate::storage::{Durable, Store};
+pub use crate::app::{App, Sessions};
+use crate::lottery::{ClaimError, bet_key};
+use crate::storage::{Durable, StorageError};
 
 /// The longest echo line accepted, newline included.
 pub const MAX_ECHO_LINE: usize = 1024;
@@ -38,75 +38,6 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// memory stays small whatever it once had to hold (Redis'
 /// `clientsCronResizeQueryBuffer` idea).
 pub const KEEP_CAPACITY: usize = (MAX_BETS_PER_BATCH + 1) * ACK_LEN;
-
-/// What a session needs from the rest of the server.
-pub struct App<W: Durable> {
-    pub lottery: Lottery,
-    pub store: Store<W>,
-}
-
-/// Access to sessions by key, for the end-of-turn release of acks and winners.
-pub trait Sessions {
-    fn session(&mut self, key: usize) -> Option<&mut Session>;
-}
-
-impl<W: Durable> App<W> {
-    pub fn new(agencies: u16, store: Store<W>) -> App<W> {
-        App {
-            lottery: Lottery::new(agencies),
-            store,
-        }
-    }
-
-    /// Once per loop turn, after every readable socket was drained: syncs the
-    /// storage, then releases the held acks of the sessions in `committed`
-    /// (drained), finishes the agencies whose end batch was among them and, when
-    /// the last one finished, runs the draw and queues every waiting agency's
-    /// winners (each leaves once its delay allows, see [`Session::poll_timeout`]).
-    /// Keys of sessions that got output or a timer are pushed to `ready`.
-    ///
-    /// An `Err` is a storage failure: nothing was acked, and the server stops.
-    pub fn end_turn(
-        &mut self,
-        committed: &mut Vec<usize>,
-        sessions: &mut impl Sessions,
-        ready: &mut Vec<usize>,
-        now: Instant,
-    ) -> io::Result<()> {
-        if self.store.uncommitted() > 0 {
-            self.store.commit()?;
-        }
-        let mut draw_due = false;
-        for key in committed.drain(..) {
-            let Some(session) = sessions.session(key) else {
-                continue;
-            };
-            if let Some(agency) = session.release_acks() {
-                draw_due |= self.lottery.finish(agency);
-                info!(
-                    "action: agency_finished | result: success | agencia: {agency} | cantidad: {} | agencies_finished: {}/{}",
-                    self.lottery.stored(agency),
-                    self.lottery.finished(),
-                    self.lottery.agencies()
-                );
-            }
-            ready.push(key);
-        }
-        if draw_due {
-            info!(
-                "action: sorteo | result: success | cant_apuestas: {}",
-                self.store.committed()
-            );
-            for (agency, key) in self.lottery.draw() {
-                if let Some(session) = sessions.session(key) {
-                    session.send_winners(self.lottery.winners(agency), now);
-                    ready.push(key);
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Why a session must close. Only `Storage` concerns more than its peer.
 #[derive(Debug)]
@@ -124,7 +55,22 @@ pub enum SessionError {
         agency: u16,
         bets: u64,
     },
-    Storage(io::Error),
+    /// A reconnecting agency resent a bet that is not the one stored at its
+    /// place in the stream; nothing of the batch is stored.
+    ResentMismatch {
+        agency: u16,
+        /// 1-based position among the agency's stored bets.
+        position: usize,
+        stored: (u32, u32),
+        sent: (u32, u32),
+    },
+    /// An agency that had finished sent more bets, or ended after fewer.
+    AfterFinish {
+        agency: u16,
+        finished_with: u64,
+        sent: usize,
+    },
+    Storage(StorageError),
 }
 
 impl SessionError {
@@ -158,6 +104,32 @@ impl fmt::Display for SessionError {
             SessionError::ClosedBeforeEnd { agency, bets } => write!(
                 f,
                 "agency {agency} closed before its end frame, after {bets} bets on this connection; every complete batch is stored"
+            ),
+            SessionError::ResentMismatch {
+                agency,
+                position,
+                stored,
+                sent,
+            } => write!(
+                f,
+                "agency {agency} resent bet {position} as document {} number {}, but the stored bet {position} is document {} number {}; nothing of this batch is stored",
+                sent.0, sent.1, stored.0, stored.1
+            ),
+            SessionError::AfterFinish {
+                agency,
+                finished_with,
+                sent,
+            } if *sent as u64 > *finished_with => write!(
+                f,
+                "agency {agency} finished with {finished_with} bets, and this connection sent bet {sent}; nothing of this batch is stored"
+            ),
+            SessionError::AfterFinish {
+                agency,
+                finished_with,
+                sent,
+            } => write!(
+                f,
+                "agency {agency} finished with {finished_with} bets, and this connection ended after {sent}"
             ),
             SessionError::Storage(e) => write!(f, "storage failed: {e}"),
         }
@@ -272,6 +244,13 @@ pub struct Session {
     last_activity: Instant,
     /// Bets stored from this connection.
     bets: u64,
+    /// How far into its agency's stored bets this connection's stream is:
+    /// below the stored count while a reconnection resends what is stored.
+    matched: usize,
+    /// The winners message is in the output, not yet all written.
+    winners_pending: bool,
+    /// The winners message went out in full (reported once).
+    winners_written: bool,
     /// Bytes after the end frame were reported; later ones are dropped quietly.
     warned_after_end: bool,
 }
@@ -298,6 +277,9 @@ impl Session {
             unit_started: None,
             last_activity: now,
             bets: 0,
+            matched: 0,
+            winners_pending: false,
+            winners_written: false,
             warned_after_end: false,
         }
     }
@@ -513,7 +495,9 @@ impl Session {
             // The agency is claimed as soon as the header is in, so a refused
             // peer is not waited for until its first batch.
             Unit::Header(header) => {
-                app.lottery.claim(header.agency, self.key)?;
+                if let Some(old) = app.lottery.claim(header.agency, self.key)? {
+                    app.evicted.push((old, header.agency));
+                }
                 self.agency = Some(header.agency);
                 Ok(())
             }
@@ -522,22 +506,38 @@ impl Session {
     }
 
     /// Stores one complete batch and holds its acks. A bet that cannot be
-    /// stored is acked with its status instead.
+    /// stored is acked with its status instead. A reconnected agency's bets
+    /// that are already stored (its stream position below its stored count)
+    /// are checked against them and acked without being stored again; the
+    /// whole batch is checked before anything of it is stored.
     fn on_batch<W: Durable>(
         &mut self,
         batch: Batch<'_>,
         app: &mut App<W>,
     ) -> Result<(), SessionError> {
         let agency = self.agency.expect("the header came first");
+        let stored = app.lottery.stored_bets(agency).len();
+        let finished_with = app.lottery.finished_with(agency);
+        if self.matched < stored || finished_with.is_some() {
+            self.check_resent(agency, batch, app)?;
+        }
         let bets = batch.bets;
         self.held.reserve(ACK_LEN * (bets.len() + 1));
         let mut rejected = 0;
+        let mut resent = 0;
         let mut first_reason = None;
         for frame in bets {
             let ack = match decode_bet(frame, agency) {
+                Ok(bet) if self.matched < stored => {
+                    // Checked above: the stored bet at this place.
+                    self.matched += 1;
+                    resent += 1;
+                    Ack::new(bet.document, bet.number, Status::Stored)
+                }
                 Ok(bet) => {
                     app.store.append(&bet).map_err(SessionError::Storage)?;
                     app.lottery.record(&bet);
+                    self.matched += 1;
                     self.bets += 1;
                     debug!(
                         "action: apuesta_almacenada | result: success | dni: {} | numero: {}",
@@ -557,13 +557,18 @@ impl Session {
             };
             self.held.extend_from_slice(&ack.encode());
         }
+        let resent_note = if resent > 0 {
+            format!(" | reenviadas: {resent}")
+        } else {
+            String::new()
+        };
         match first_reason {
             None => info!(
-                "action: apuesta_recibida | result: success | cantidad: {} | agencia: {agency}",
+                "action: apuesta_recibida | result: success | cantidad: {} | agencia: {agency}{resent_note}",
                 bets.len()
             ),
             Some(reason) => warn!(
-                "action: apuesta_recibida | result: fail | cantidad: {} | agencia: {agency} | rechazadas: {rejected} | error: {reason}",
+                "action: apuesta_recibida | result: fail | cantidad: {} | agencia: {agency}{resent_note} | rechazadas: {rejected} | error: {reason}",
                 bets.len()
             ),
         }
@@ -574,6 +579,54 @@ impl Session {
             self.mode = Mode::Ended;
         }
         Ok(())
+    }
+
+    /// The exactly-once check of a batch from a reconnected or finished
+    /// agency: every valid bet at a stored place must be the stored one
+    /// (document and number, in order); a finished agency may neither send
+    /// more bets than it finished with nor end with fewer.
+    fn check_resent<W: Durable>(
+        &self,
+        agency: u16,
+        batch: Batch<'_>,
+        app: &App<W>,
+    ) -> Result<(), SessionError> {
+        let stored = app.lottery.stored_bets(agency);
+        let finished_with = app.lottery.finished_with(agency);
+        let mut at = self.matched;
+        for frame in batch.bets {
+            let Ok(bet) = decode_bet(frame, agency) else {
+                continue; // rejected again, as the first time: not a stored bet
+            };
+            match stored.get(at) {
+                Some(&key) if key == bet_key(bet.document, bet.number) => {}
+                Some(&key) => {
+                    return Err(SessionError::ResentMismatch {
+                        agency,
+                        position: at + 1,
+                        stored: ((key >> 32) as u32, key as u32),
+                        sent: (bet.document, bet.number),
+                    });
+                }
+                None if finished_with.is_some() => {
+                    return Err(SessionError::AfterFinish {
+                        agency,
+                        finished_with: finished_with.unwrap_or(0),
+                        sent: at + 1,
+                    });
+                }
+                None => {}
+            }
+            at += 1;
+        }
+        match finished_with {
+            Some(n) if batch.ends && (at as u64) < n => Err(SessionError::AfterFinish {
+                agency,
+                finished_with: n,
+                sent: at,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn reply_echo(&mut self, line: &[u8]) {
@@ -590,6 +643,12 @@ impl Session {
     /// Acks are held waiting for a commit.
     pub fn has_held(&self) -> bool {
         !self.held.is_empty()
+    }
+
+    /// The agency whose end ack is among the held acks: it finishes with the
+    /// commit that releases them.
+    pub fn ending_agency(&self) -> Option<u16> {
+        self.agency.filter(|_| self.held_end)
     }
 
     /// The commit covering the held acks is done: they become output. Returns
@@ -611,8 +670,13 @@ impl Session {
 
     /// The draw ran: queues the winners message, to leave once the winners
     /// delay after the end ack has passed (at once if it already has). The
-    /// connection closes once it is written.
+    /// connection closes once it is written. Ignored unless this connection
+    /// has ended its stream (a reconnection still resending gets them when
+    /// its end batch is committed).
     pub fn send_winners(&mut self, documents: &[u32], now: Instant) {
+        if self.mode != Mode::Ended || self.winners.is_some() {
+            return;
+        }
         let mut message = Vec::new();
         if let Err(e) = encode_winners(documents, &mut message) {
             // The length is a u16 of bytes: never send a truncated list; close
@@ -649,6 +713,7 @@ impl Session {
         {
             self.output.extend_from_slice(&message);
             self.mode = Mode::Closing;
+            self.winners_pending = true;
             debug!(
                 "action: send_winners | result: success | ip: {} | agencia: {} | cant_ganadores: {count}",
                 self.peer.ip(),
@@ -675,6 +740,7 @@ impl Session {
             if self.end_ack == EndAck::Queued && self.held.is_empty() {
                 self.end_ack = EndAck::Written(now);
             }
+            self.winners_written |= std::mem::take(&mut self.winners_pending);
         }
     }
 
@@ -683,6 +749,15 @@ impl Session {
     pub fn wants_input(&self) -> bool {
         self.output.len() - self.written + self.held.len() < OUTPUT_HIGH_WATER
             && self.mode != Mode::Closing
+    }
+
+    /// The agency whose winners were just written in full; once.
+    pub fn take_delivered(&mut self) -> Option<u16> {
+        if std::mem::take(&mut self.winners_written) {
+            self.agency
+        } else {
+            None
+        }
     }
 
     /// Everything is said: close now.

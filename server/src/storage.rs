@@ -1,25 +1,39 @@
-//! Durable bet storage: CSV rows appended to one file, made durable by one
-//! `fdatasync` per loop turn (group commit).
+//! Durable storage of a round: CSV rows appended to the bets file and events
+//! to its state file, both made durable by one `fdatasync` per loop turn
+//! (group commit), and the start-up that finds, locks and resumes them.
 //!
 //! `append` only buffers; nothing is durable until `commit` returns. The server
-//! sends no ack for a row before the `commit` that covers it.
+//! sends no ack for a row before the `commit` that covers it, nor an end ack
+//! before the state file records the agency as finished.
 
+use std::cell::{Ref, RefCell};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use lottery_protocol::BetView;
 
-/// A sink whose writes can be forced to stable storage.
+use crate::round::{Entry, RecoveryError, Round, read_round};
+
+/// A sink whose writes can be forced to stable storage and cut back.
 pub trait Durable: Write {
     /// Makes every byte written so far survive a crash.
     fn sync(&self) -> io::Result<()>;
+    /// Cuts the sink back to `len` bytes, so a failed write leaves nothing
+    /// that was not committed.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
 }
 
 impl Durable for File {
     fn sync(&self) -> io::Result<()> {
         // Data only: the file's size is data for this purpose, so appended rows
         // are covered; timestamps are not worth a second journal write.
+        self.sync_data()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)?;
+        self.seek(SeekFrom::Start(len))?;
         self.sync_data()
     }
 }
@@ -29,76 +43,118 @@ impl Durable for Vec<u8> {
     fn sync(&self) -> io::Result<()> {
         Ok(())
     }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        Vec::truncate(self, len as usize);
+        Ok(())
+    }
+}
+
+/// A storage failure: which file, at which step. The server stops on it,
+/// after cutting the file back to what was committed.
+#[derive(Debug)]
+pub struct StorageError {
+    /// `"bets file"` or `"state file"`, and its path once known.
+    pub file: String,
+    /// `"write"` or `"fdatasync"`.
+    pub step: &'static str,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} failed: {}", self.file, self.step, self.source)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<StorageError> for io::Error {
+    fn from(e: StorageError) -> io::Error {
+        io::Error::other(e)
+    }
+}
+
+/// The sink, shared between the CSV writer (which offers no `get_mut`) and
+/// the store (which must cut it back after a failure), counting what goes
+/// through so the committed length is known without asking the file.
+struct Counted<W> {
+    inner: W,
+    written: u64,
+}
+
+struct Shared<W>(Rc<RefCell<Counted<W>>>);
+
+impl<W: Write> Write for Shared<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut sink = self.0.borrow_mut();
+        let n = sink.inner.write(buf)?;
+        sink.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().inner.flush()
+    }
 }
 
 /// Rows `agency,first_name,last_name,document,birthdate,number`, no header.
 pub struct Store<W: Durable> {
-    writer: csv::Writer<W>,
+    writer: csv::Writer<Shared<W>>,
+    sink: Rc<RefCell<Counted<W>>>,
+    /// How errors name the file.
+    name: String,
     uncommitted: usize,
     committed: u64,
     commits: u64,
+    /// Bytes of the sink covered by the last commit.
+    committed_len: u64,
 }
 
 const WRITE_BUFFER: usize = 256 * 1024;
 
-impl Store<File> {
-    /// Opens `path` for a new round. An existing non-empty file is kept, renamed
-    /// to `<path>.<unix seconds>` (returned), so that no stored bet is ever lost
-    /// to a restart; crash recovery into the same round is a later feature.
-    pub fn open(path: &Path) -> io::Result<(Store<File>, Option<PathBuf>)> {
-        let mut kept = None;
-        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let mut name = path.as_os_str().to_owned();
-            name.push(format!(".{secs}"));
-            let backup = PathBuf::from(name);
-            std::fs::rename(path, &backup)?;
-            kept = Some(backup);
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)?;
-        // The new file's name (and the kept round's) must survive a crash too:
-        // fdatasync on the file does not cover its directory entry.
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()?;
-        Ok((Store::new(file), kept))
-    }
-}
-
 impl<W: Durable> Store<W> {
+    /// A store appending to `sink`, which already holds `rows` rows in `len`
+    /// bytes (a resumed round), all durable.
     pub fn new(sink: W) -> Store<W> {
+        Store::resume(sink, 0, 0)
+    }
+
+    /// A store appending after `rows` durable rows taking `len` bytes.
+    pub fn resume(sink: W, rows: u64, len: u64) -> Store<W> {
+        let sink = Rc::new(RefCell::new(Counted {
+            inner: sink,
+            written: len,
+        }));
         Store {
             writer: csv::WriterBuilder::new()
                 .has_headers(false)
                 .buffer_capacity(WRITE_BUFFER)
-                .from_writer(sink),
+                .from_writer(Shared(sink.clone())),
+            sink,
+            name: "bets file".to_owned(),
             uncommitted: 0,
-            committed: 0,
+            committed: rows,
             commits: 0,
+            committed_len: len,
         }
     }
 
-    /// Buffers one row. An error is a storage failure, not the peer's fault.
-    pub fn append(&mut self, bet: &BetView<'_>) -> io::Result<()> {
+    /// Buffers one row. An error is a storage failure, not the peer's fault;
+    /// the file has been cut back to its last commit.
+    pub fn append(&mut self, bet: &BetView<'_>) -> Result<(), StorageError> {
         let mut agency = [0u8; 10];
         let mut document = [0u8; 10];
         let mut number = [0u8; 10];
-        self.writer.write_record([
+        let result = self.writer.write_record([
             decimal(u32::from(bet.agency), &mut agency),
             bet.first_name.as_bytes(),
             bet.last_name.as_bytes(),
             decimal(bet.document, &mut document),
             bet.birthdate.as_bytes(),
             decimal(bet.number, &mut number),
-        ])?;
+        ]);
+        if let Err(e) = result {
+            return Err(self.fail("write", e.into()));
+        }
         self.uncommitted += 1;
         Ok(())
     }
@@ -110,16 +166,43 @@ impl<W: Durable> Store<W> {
 
     /// Writes out the buffer and syncs it. When it returns `Ok`, every row
     /// appended so far is on disk. Returns how many rows this commit covered.
-    pub fn commit(&mut self) -> io::Result<usize> {
-        self.writer.flush()?;
-        self.writer.get_ref().sync()?;
+    /// An error cuts the file back to the previous commit.
+    pub fn commit(&mut self) -> Result<usize, StorageError> {
+        if let Err(e) = self.writer.flush() {
+            return Err(self.fail("write", e));
+        }
+        let synced = self.sink.borrow().inner.sync();
+        if let Err(e) = synced {
+            return Err(self.fail("fdatasync", e));
+        }
         let rows = std::mem::take(&mut self.uncommitted);
         self.committed += rows as u64;
         self.commits += 1;
+        self.committed_len = self.sink.borrow().written;
         Ok(rows)
     }
 
-    /// Rows made durable so far.
+    /// Names the file in errors: `bets file /data/bets.csv`.
+    pub fn named(mut self, path: &Path) -> Store<W> {
+        self.name = format!("bets file {}", path.display());
+        self
+    }
+
+    /// A failed write or sync: cut what it may have left back to the last
+    /// commit (best effort; the error that stops the server is the first one).
+    fn fail(&mut self, step: &'static str, source: io::Error) -> StorageError {
+        let len = self.committed_len;
+        let mut sink = self.sink.borrow_mut();
+        let _ = sink.inner.truncate(len);
+        sink.written = len;
+        StorageError {
+            file: self.name.clone(),
+            step,
+            source,
+        }
+    }
+
+    /// Rows made durable so far (this run and, resumed, before it).
     pub fn committed(&self) -> u64 {
         self.committed
     }
@@ -130,8 +213,71 @@ impl<W: Durable> Store<W> {
     }
 
     /// The sink, for tests that read back what was stored.
+    pub fn sink(&self) -> Ref<'_, W> {
+        Ref::map(self.sink.borrow(), |s| &s.inner)
+    }
+}
+
+/// The round's state file: [`Entry`] lines appended, synced by [`StateLog::sync`]
+/// before any ack they account for leaves.
+pub struct StateLog<W: Durable> {
+    sink: W,
+    pending: Vec<u8>,
+    /// Bytes of the sink that are durable.
+    len: u64,
+    name: String,
+}
+
+impl<W: Durable> StateLog<W> {
+    /// A log appending after `len` durable bytes.
+    pub fn new(sink: W, len: u64) -> StateLog<W> {
+        StateLog {
+            sink,
+            pending: Vec::new(),
+            len,
+            name: "state file".to_owned(),
+        }
+    }
+
+    /// Names the file in errors: `state file /data/bets.csv.state`.
+    pub fn named(mut self, path: &Path) -> StateLog<W> {
+        self.name = format!("state file {}", path.display());
+        self
+    }
+
+    /// Queues an entry for the next [`StateLog::sync`].
+    pub fn append(&mut self, entry: &Entry) {
+        entry.encode(&mut self.pending);
+    }
+
+    /// Writes and syncs what was appended; a no-op when nothing was. An error
+    /// cuts the file back to what was durable.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let step = match self.sink.write_all(&self.pending) {
+            Ok(()) => match self.sink.sync() {
+                Ok(()) => {
+                    self.len += self.pending.len() as u64;
+                    self.pending.clear();
+                    return Ok(());
+                }
+                Err(e) => ("fdatasync", e),
+            },
+            Err(e) => ("write", e),
+        };
+        let _ = self.sink.truncate(self.len);
+        Err(StorageError {
+            file: self.name.clone(),
+            step: step.0,
+            source: step.1,
+        })
+    }
+
+    /// The sink, for tests.
     pub fn sink(&self) -> &W {
-        self.writer.get_ref()
+        &self.sink
     }
 }
 
@@ -146,6 +292,329 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
             return &buf[at..];
         }
     }
+}
+
+/// The state file beside a bets file: `<bets file>.state`.
+pub fn state_path(bets: &Path) -> PathBuf {
+    let mut name = bets.as_os_str().to_owned();
+    name.push(".state");
+    PathBuf::from(name)
+}
+
+/// Why the server cannot start on its files; each names the file.
+#[derive(Debug)]
+pub enum StartError {
+    /// Another process holds the bets file's lock.
+    Locked(PathBuf),
+    Io {
+        path: PathBuf,
+        step: &'static str,
+        source: io::Error,
+    },
+    Recovery {
+        path: PathBuf,
+        error: RecoveryError,
+    },
+    /// The round in progress waits for another number of agencies.
+    Agencies {
+        path: PathBuf,
+        round: u16,
+        config: u16,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Locked(path) => write!(
+                f,
+                "{} is locked by another server; two servers on one bets file would mangle it",
+                path.display()
+            ),
+            StartError::Io { path, step, source } => {
+                write!(f, "{}: {step} failed: {source}", path.display())
+            }
+            StartError::Recovery { path, error } => write!(
+                f,
+                "{}: {error}; the files are left as they are",
+                path.display()
+            ),
+            StartError::Agencies {
+                path,
+                round,
+                config,
+            } => write!(
+                f,
+                "{}: the round in progress waits for {round} agencies, but AGENCIES is {config}; start with AGENCIES={round} to finish it, or move its files away",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn io_error<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(io::Error) -> StartError + 'a {
+    move |source| StartError::Io {
+        path: path.to_owned(),
+        step,
+        source,
+    }
+}
+
+/// Opens and locks an existing bets file; `None` when there is none. The
+/// first step of a start: nothing is changed before the lock is held and the
+/// listener is bound.
+pub fn lock_existing(path: &Path) -> Result<Option<File>, StartError> {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => lock(file, path).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, "open")(e)),
+    }
+}
+
+fn lock(file: File, path: &Path) -> Result<File, StartError> {
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked(path.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(path, "lock")(e)),
+    }
+}
+
+/// What a start found and did, for the log.
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// The previous round was complete and kept under this name (its bets;
+    /// its state file beside it with `.state`).
+    pub archived: Option<PathBuf>,
+    /// A round in progress was resumed.
+    pub resumed: bool,
+    /// Bytes of a torn last row cut from the bets file.
+    pub bets_cut: usize,
+    /// Bytes of a torn last line cut from the state file.
+    pub state_cut: usize,
+}
+
+/// The round's files, locked and positioned for appending.
+pub struct RoundFiles {
+    pub bets: File,
+    pub state: File,
+    pub round: Round,
+    /// Durable bytes of each file.
+    pub bets_len: u64,
+    pub state_len: u64,
+    pub opened: Opened,
+}
+
+/// Opens the round at `path` once the listener is bound: locks the bets file
+/// (creating it if `locked` found none), reads the round back, and then, only
+/// then, changes files: cuts torn tails, archives a complete round under a
+/// name no earlier archive has, starts a new one. `now` is unix seconds.
+pub fn open_round(
+    path: &Path,
+    locked: Option<File>,
+    agencies: u16,
+    now: u64,
+) -> Result<RoundFiles, StartError> {
+    let mut bets = match locked {
+        Some(file) => file,
+        None => {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(io_error(path, "create"))?;
+            lock(file, path)?
+        }
+    };
+    let state_path = state_path(path);
+    let mut bytes = Vec::new();
+    bets.read_to_end(&mut bytes)
+        .map_err(io_error(path, "read"))?;
+    let state_bytes = match std::fs::read(&state_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_error(&state_path, "read")(e)),
+    };
+    let recovered =
+        read_round(&bytes, &state_bytes, agencies, now).map_err(|error| StartError::Recovery {
+            path: path.to_owned(),
+            error,
+        })?;
+    let mut opened = Opened::default();
+    if recovered.is_complete() {
+        opened.archived = Some(archive(path, &state_path)?);
+        drop(bets); // unlocks the archived file
+        return finish_new(path, agencies, now, opened);
+    }
+    let untouched = recovered.rows == 0
+        && recovered.drawn.is_none()
+        && crate::round::finished(&recovered).is_empty();
+    if untouched {
+        // Nothing was stored or decided: start afresh, with this AGENCIES.
+        drop(bets);
+        return finish_new(path, agencies, now, opened);
+    }
+    if recovered.agencies != agencies {
+        return Err(StartError::Agencies {
+            path: path.to_owned(),
+            round: recovered.agencies,
+            config: agencies,
+        });
+    }
+    // Resume: cut what a crash tore (never acknowledged), then append.
+    opened.resumed = true;
+    opened.bets_cut = recovered.bets_torn;
+    opened.state_cut = recovered.state_torn;
+    let bets_len = (bytes.len() - recovered.bets_torn) as u64;
+    Durable::truncate(&mut bets, bets_len).map_err(io_error(path, "cut the torn last row"))?;
+    let mut state = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&state_path)
+        .map_err(io_error(&state_path, "open"))?;
+    let mut state_len = (state_bytes.len() - recovered.state_torn) as u64;
+    Durable::truncate(&mut state, state_len)
+        .map_err(io_error(&state_path, "cut the torn last line"))?;
+    if state_bytes.is_empty() {
+        // Rows with no state file (a round from before state files): record
+        // the round now, as the configuration describes it.
+        let mut header = Vec::new();
+        Entry::Header {
+            agencies,
+            started: recovered.started,
+        }
+        .encode(&mut header);
+        state
+            .write_all(&header)
+            .map_err(io_error(&state_path, "write"))?;
+        state
+            .sync_data()
+            .map_err(io_error(&state_path, "fdatasync"))?;
+        state_len = header.len() as u64;
+        sync_dir(path)?;
+    }
+    Ok(RoundFiles {
+        bets,
+        state,
+        round: recovered,
+        bets_len,
+        state_len,
+        opened,
+    })
+}
+
+/// Starts a new round at `path`: an empty bets file and a state file holding
+/// its header, both durable, names included.
+fn finish_new(
+    path: &Path,
+    agencies: u16,
+    now: u64,
+    opened: Opened,
+) -> Result<RoundFiles, StartError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error(path, "create"))?;
+    let mut bets = lock(file, path)?;
+    Durable::truncate(&mut bets, 0).map_err(io_error(path, "empty"))?;
+    let state_path = state_path(path);
+    let mut state = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&state_path)
+        .map_err(io_error(&state_path, "create"))?;
+    let mut header = Vec::new();
+    Entry::Header {
+        agencies,
+        started: now,
+    }
+    .encode(&mut header);
+    state
+        .write_all(&header)
+        .map_err(io_error(&state_path, "write"))?;
+    state
+        .sync_data()
+        .map_err(io_error(&state_path, "fdatasync"))?;
+    sync_dir(path)?;
+    Ok(RoundFiles {
+        bets,
+        state,
+        round: Round::new(agencies, now),
+        bets_len: 0,
+        state_len: header.len() as u64,
+        opened,
+    })
+}
+
+/// Moves a complete round's two files to `<bets>.round-<k>` and
+/// `<bets>.round-<k>.state`, `k` the first number neither name has, with a
+/// rename that refuses to replace (`RENAME_NOREPLACE`): no archive is ever
+/// overwritten, even by a concurrent start. Returns the bets archive's name.
+fn archive(bets: &Path, state: &Path) -> Result<PathBuf, StartError> {
+    for k in 1u32.. {
+        let mut name = bets.as_os_str().to_owned();
+        name.push(format!(".round-{k}"));
+        let to = PathBuf::from(name);
+        let to_state = state_path(&to);
+        if to.exists() || to_state.exists() {
+            continue;
+        }
+        match rename_noreplace(bets, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(bets, "archive")(e)),
+        }
+        rename_noreplace(state, &to_state).map_err(io_error(state, "archive"))?;
+        sync_dir(bets)?;
+        return Ok(to);
+    }
+    unreachable!("fewer than 2^32 archives")
+}
+
+/// `rename(2)` that fails with `AlreadyExists` rather than replace `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a path"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Makes a file's directory entry durable (fdatasync does not cover it).
+fn sync_dir(path: &Path) -> Result<(), StartError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir, "sync the folder"))
 }
 
 #[cfg(test)]
@@ -180,22 +649,182 @@ mod tests {
         }
     }
 
+    /// A sink that fails after `ok` bytes, as a full disk does.
+    struct Full {
+        data: Vec<u8>,
+        ok: usize,
+        fail_sync: bool,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.ok.saturating_sub(self.data.len());
+            if room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = room.min(buf.len());
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Durable for Full {
+        fn sync(&self) -> io::Result<()> {
+            if self.fail_sync {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                Ok(())
+            }
+        }
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+    }
+
     #[test]
-    fn open_keeps_an_old_round() {
-        let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bets.csv");
-        std::fs::write(&path, "1,A,B,1,2000-01-01,1\n").unwrap();
-        let (mut store, kept) = Store::open(&path).unwrap();
-        let kept = kept.expect("the old round is kept");
-        assert_eq!(
-            std::fs::read_to_string(&kept).unwrap(),
-            "1,A,B,1,2000-01-01,1\n"
-        );
+    fn a_failed_write_or_sync_cuts_the_file_back_to_its_last_commit() {
+        let bet = Bet::new(1, "Ana", "Gómez", 1, "1990-01-01", 2).unwrap();
+        let row = "1,Ana,Gómez,1,1990-01-01,2\n".len();
+        let mut store = Store::new(Full {
+            data: Vec::new(),
+            ok: row * 2 + 5,
+            fail_sync: false,
+        });
+        store.append(&bet.view()).unwrap();
         store.commit().unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
-        let (_, kept_again) = Store::open(&path).unwrap();
-        assert_eq!(kept_again, None, "an empty file is simply reused");
+        store.append(&bet.view()).unwrap();
+        store.append(&bet.view()).unwrap();
+        let e = store.commit().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "bets file write failed: {}",
+                io::Error::from_raw_os_error(libc::ENOSPC)
+            )
+        );
+        assert_eq!(store.sink().data.len(), row, "back to the first commit");
+
+        let mut store = Store::new(Full {
+            data: Vec::new(),
+            ok: usize::MAX,
+            fail_sync: true,
+        });
+        store.append(&bet.view()).unwrap();
+        assert_eq!(store.commit().unwrap_err().step, "fdatasync");
+        assert!(store.sink().data.is_empty());
+
+        let mut log = StateLog::new(
+            Full {
+                data: b"round 1 agencies 1 started 0\n".to_vec(),
+                ok: 35,
+                fail_sync: false,
+            },
+            29,
+        );
+        log.append(&Entry::Finished {
+            agency: 1,
+            bets: 12345,
+        });
+        let e = log.sync().unwrap_err();
+        assert_eq!((e.file.as_str(), e.step), ("state file", "write"));
+        assert_eq!(log.sink().data.len(), 29);
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("storage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_second_opener_of_a_locked_bets_file_is_refused_and_changes_nothing() {
+        let dir = scratch("lock");
+        let path = dir.join("bets.csv");
+        let first = open_round(&path, lock_existing(&path).unwrap(), 2, 1).unwrap();
+        std::fs::write(dir.join("marker"), "x").unwrap();
+        let before: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let err = lock_existing(&path).unwrap_err();
+        assert!(matches!(err, StartError::Locked(_)), "{err}");
+        let after: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(before, after);
+        drop(first);
+        assert!(
+            lock_existing(&path).unwrap().is_some(),
+            "free once the first is gone"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_start_resumes_cuts_torn_tails_and_archives_complete_rounds() {
+        let dir = scratch("resume");
+        let path = dir.join("bets.csv");
+        let state = state_path(&path);
+        // A round in progress with a torn row and a torn state line.
+        std::fs::write(&path, "1,Ana,B,1,1990-01-01,7574\n2,Bo,C,2,19").unwrap();
+        std::fs::write(&state, "round 1 agencies 2 started 9\nfinished 1 1\nfini").unwrap();
+        let files = open_round(&path, lock_existing(&path).unwrap(), 2, 50).unwrap();
+        assert!(files.opened.resumed);
+        assert_eq!((files.opened.bets_cut, files.opened.state_cut), (11, 4));
+        assert_eq!(files.round.started, 9);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "1,Ana,B,1,1990-01-01,7574\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&state).unwrap(),
+            "round 1 agencies 2 started 9\nfinished 1 1\n"
+        );
+        drop(files);
+        // Another AGENCIES for a round in progress: refused, nothing changed.
+        let err = open_round(&path, lock_existing(&path).unwrap(), 3, 50)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("waits for 2 agencies, but AGENCIES is 3"),
+            "{err}"
+        );
+        // A complete round is archived, twice without overwriting.
+        for k in 1..=2 {
+            std::fs::write(&path, "1,Ana,B,1,1990-01-01,7574\n").unwrap();
+            std::fs::write(
+                &state,
+                "round 1 agencies 1 started 9\nfinished 1 1\ndrawn\ndelivered 1\n",
+            )
+            .unwrap();
+            let files = open_round(&path, lock_existing(&path).unwrap(), 1, 60).unwrap();
+            let archived = files.opened.archived.clone().unwrap();
+            assert_eq!(archived, dir.join(format!("bets.csv.round-{k}")));
+            assert_eq!(
+                std::fs::read_to_string(&archived).unwrap(),
+                "1,Ana,B,1,1990-01-01,7574\n"
+            );
+            assert!(state_path(&archived).is_file());
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+            assert_eq!(
+                std::fs::read_to_string(&state).unwrap(),
+                "round 1 agencies 1 started 60\n"
+            );
+        }
+        // Unreadable files are refused and left alone.
+        std::fs::write(&path, "not,a,bet\nmore\n").unwrap();
+        let err = open_round(&path, lock_existing(&path).unwrap(), 1, 60)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("bets file line 1"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not,a,bet\nmore\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -224,7 +224,13 @@ fn roofline(dir: &Path, agencies: u16, per_agency: usize, group: usize) -> f64 {
         .flat_map(|a| agency_bets(a, per_agency, 1, u64::from(a)))
         .collect();
     let path = dir.join("roofline.csv");
-    let (mut store, _) = Store::open(&path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let mut store = Store::new(file);
     let start = Instant::now();
     for chunk in bets.chunks(group) {
         for bet in chunk {
@@ -237,7 +243,6 @@ fn roofline(dir: &Path, agencies: u16, per_agency: usize, group: usize) -> f64 {
     rate
 }
 
-/// Bytes of server RSS per connected, silent peer.
 /// What each peer of a memory measurement has done when RSS is read.
 #[derive(Debug, Clone, Copy)]
 enum PeerState {

@@ -10,7 +10,7 @@ use lottery_protocol::{
 };
 
 use super::*;
-use crate::storage::Store;
+use crate::storage::{StateLog, Store};
 
 /// The winners delay of the harness's sessions.
 const DELAY: Duration = Duration::from_millis(100);
@@ -33,7 +33,11 @@ impl Sessions for HashMap<usize, Session> {
 impl Harness {
     fn new(agencies: u16) -> Harness {
         Harness {
-            app: App::new(agencies, Store::new(Vec::new())),
+            app: App::new(
+                agencies,
+                Store::new(Vec::new()),
+                StateLog::new(Vec::new(), 0),
+            ),
             sessions: HashMap::new(),
             committed: Vec::new(),
             now: Instant::now(),
@@ -368,31 +372,186 @@ fn only_the_first_four_bytes_are_a_header() {
     assert_eq!(h.sessions[&1].input.len(), 4 + FRAME_LEN - FRAME_LEN);
 }
 
+/// A reconnecting agency streams from its first bet, as every client does:
+/// what is stored is acked again without being stored again, what is beyond
+/// is stored; the newer connection takes over from the older one.
 #[test]
-fn a_second_connection_for_a_live_or_finished_agency_is_refused() {
-    let mut h = Harness::new(2);
+fn a_reconnection_takes_over_and_nothing_is_stored_twice() {
+    let mut h = Harness::new(1);
+    let b = bets(1, 6, &[1, 5]);
+    let whole = stream(1, &b, 2);
     h.connect(1);
-    h.connect(2);
-    let b = bets(1, 1, &[]);
-    let first = raw(1, 1, &[b[0].view().encode()]);
-    h.feed(1, &first).unwrap();
-    let err = h.feed(2, &first).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "agency refused: agency 1 already has a live connection"
-    );
-    h.app.lottery.release(1, 1); // connection 1 dropped before its end frame
-    h.connect(3);
-    let end = raw(1, 1, &[END_FRAME]);
-    h.feed(3, &end).unwrap();
+    h.feed(1, &whole[..HEADER_LEN + 4 * FRAME_LEN + 30])
+        .unwrap();
     h.end_turn();
-    h.connect(4);
-    let err = h.feed(4, &end).unwrap_err();
+    assert_eq!(replies(&h.take_output(1)), stored_acks(&b[..4]));
+    assert!(h.app.evicted.is_empty());
+
+    h.connect(2);
+    h.feed(2, &whole).unwrap();
+    assert_eq!(h.app.evicted, [(1, 1)], "the newer connection took over");
+    h.end_turn();
+    let mut want = stored_acks(&b);
+    want.push(Reply::End);
+    assert_eq!(
+        replies(&h.take_output(2)),
+        want,
+        "every bet acked, resent or new"
+    );
+    assert_eq!(
+        h.stored().lines().count(),
+        6,
+        "the 4 resent bets are not stored again"
+    );
+    h.sleep(DELAY);
+    assert_eq!(
+        decode_winners(&h.take_output(2)),
+        Ok(Some((vec![1001, 1005], 10)))
+    );
+
+    // Rejected bets are rejected again, and resent ones matched around them.
+    let mut h = Harness::new(1);
+    let good = bets(1, 2, &[]);
+    let mut bad = good[0].view().encode();
+    bad[65..75].copy_from_slice(b"1990-02-30");
+    let frames = [good[0].view().encode(), bad, good[1].view().encode()];
+    for key in [1, 2] {
+        h.connect(key);
+        h.feed(key, &raw(1, 3, &frames)).unwrap();
+        h.end_turn();
+        let statuses: Vec<u8> = replies(&h.take_output(key))
+            .into_iter()
+            .map(|r| match r {
+                Reply::Ack(a) => a.status,
+                Reply::End => 0,
+            })
+            .collect();
+        assert_eq!(
+            statuses,
+            [1, Status::InvalidBirthdate as u8, 1],
+            "connection {key}"
+        );
+    }
+    assert_eq!(h.stored().lines().count(), 2);
+}
+
+/// A resent bet that is not the stored one at its place closes the
+/// connection, and nothing of its batch is stored (not even new bets after it).
+#[test]
+fn a_resent_bet_that_is_not_the_stored_one_is_refused_with_its_batch() {
+    let mut h = Harness::new(1);
+    let b = bets(1, 4, &[]);
+    h.connect(1);
+    h.feed(1, &raw(1, 2, &[b[0].view().encode(), b[1].view().encode()]))
+        .unwrap();
+    h.end_turn();
+    h.take_output(1);
+    h.connect(2);
+    let other = bets(1, 9, &[]);
+    let frames = [b[0].view().encode(), other[8].view().encode()];
+    let err = h.feed(2, &raw(1, 2, &frames)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "agency refused: agency 1 already sent its end frame"
+        "agency 1 resent bet 2 as document 1008 number 8, but the stored bet 2 is document 1001 number 1; nothing of this batch is stored"
     );
-    assert_eq!(h.app.lottery.stored(1), 1);
+    h.end_turn();
+    assert_eq!(h.stored().lines().count(), 2);
+    assert!(h.take_output(2).is_empty());
+}
+
+/// An agency that finished may come back (a restarted client waiting for the
+/// draw): it gets its end ack again and its winners once the draw runs, but
+/// may neither add bets nor end with fewer.
+#[test]
+fn a_finished_agency_that_reconnects_gets_its_winners_and_adds_nothing() {
+    let mut h = Harness::new(2);
+    let b1 = bets(1, 3, &[2]);
+    h.connect(1);
+    h.feed(1, &stream(1, &b1, 2)).unwrap();
+    h.end_turn();
+    h.take_output(1);
+    assert_eq!(
+        String::from_utf8(h.app.state.sink().clone()).unwrap(),
+        "finished 1 3\n",
+        "recorded before its end ack left"
+    );
+    // The client restarts while waiting for the draw.
+    h.connect(2);
+    h.feed(2, &stream(1, &b1, 3)).unwrap();
+    h.end_turn();
+    let mut want = stored_acks(&b1);
+    want.push(Reply::End);
+    assert_eq!(replies(&h.take_output(2)), want);
+    assert_eq!(h.app.lottery.finished(), 1, "finishing again counts once");
+    h.connect(3);
+    h.feed(3, &stream(2, &bets(2, 1, &[]), 2)).unwrap();
+    h.end_turn();
+    assert!(h.app.lottery.drawn());
+    h.sleep(DELAY);
+    assert_eq!(decode_winners(&h.take_output(2)), Ok(Some((vec![1002], 6))));
+    assert!(
+        String::from_utf8(h.app.state.sink().clone())
+            .unwrap()
+            .ends_with("finished 2 1\ndrawn\n")
+    );
+
+    // After the draw, whenever it comes back: its winners.
+    h.connect(4);
+    h.feed(4, &stream(1, &b1, 103)).unwrap();
+    h.end_turn();
+    assert_eq!(replies(&h.take_output(4)).len(), 4);
+    h.sleep(DELAY);
+    assert_eq!(decode_winners(&h.take_output(4)), Ok(Some((vec![1002], 6))));
+
+    // More bets than it finished with, or an end after fewer: refused.
+    let more = bets(1, 4, &[2]); // the same 3, and one more
+    h.connect(5);
+    let err = h.feed(5, &stream(1, &more, 103)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agency 1 finished with 3 bets, and this connection sent bet 4; nothing of this batch is stored"
+    );
+    h.connect(6);
+    let err = h.feed(6, &stream(1, &b1[..2], 103)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agency 1 finished with 3 bets, and this connection ended after 2"
+    );
+    assert_eq!(h.stored().lines().count(), 4);
+}
+
+/// With a deadline, the draw runs with the agencies that finished; the others
+/// are left out, recorded, and refused from then on.
+#[test]
+fn a_deadline_draw_runs_without_the_unfinished() {
+    let mut h = Harness::new(3);
+    h.connect(1);
+    h.feed(1, &stream(1, &bets(1, 2, &[0]), 2)).unwrap();
+    h.connect(2);
+    h.feed(2, &raw(2, 2, &[bets(2, 1, &[])[0].view().encode()]))
+        .unwrap();
+    h.end_turn();
+    h.take_output(1);
+    let mut ready = Vec::new();
+    let cut = h
+        .app
+        .deadline_draw(&mut h.sessions, &mut ready, h.now)
+        .unwrap();
+    assert_eq!(cut, [(2, 2)], "agency 2's live connection is to be closed");
+    assert!(h.app.lottery.drawn());
+    assert!(
+        String::from_utf8(h.app.state.sink().clone())
+            .unwrap()
+            .ends_with("drawn excluded 2 3\n")
+    );
+    h.sleep(DELAY);
+    assert_eq!(decode_winners(&h.take_output(1)), Ok(Some((vec![1000], 6))));
+    h.connect(3);
+    let err = h.feed(3, &stream(3, &bets(3, 1, &[]), 2)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agency refused: the draw ran at its deadline without agency 3; nothing more is stored for it"
+    );
 }
 
 #[test]
