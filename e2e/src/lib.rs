@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use lottery_protocol::{Bet, FRAME_LEN, Header};
 
 pub mod docker;
+pub mod hostile;
 pub mod reference;
 
 /// The workspace root.

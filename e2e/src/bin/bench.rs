@@ -28,6 +28,9 @@ const AGENCIES: [u16; 4] = [5, 100, 1_000, 10_000];
 const TOTAL_BETS: usize = 1_000_000;
 /// Connections per memory measurement.
 const CONNECTIONS: usize = 10_000;
+/// Hostile peers beside 20 real agencies: each sends a byte a second and
+/// never names an agency (two child processes of half each).
+const HOSTILE_PEERS: usize = 20_000;
 /// Runs per agency count; the median (by ratio to the roofline) is reported.
 const REPEATS: usize = 3;
 
@@ -53,6 +56,23 @@ impl Ingest {
 }
 
 fn main() {
+    // `bench slow-peers ADDRESS COUNT SECONDS`: a child that holds hostile
+    // peers (a second process, so that 20,000 of them fit under the
+    // descriptor limit beside the load generator).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, address, count, seconds] = args.as_slice()
+        && cmd == "slow-peers"
+    {
+        let peers = e2e::hostile::SlowPeers::start(
+            address.parse().expect("address"),
+            count.parse().expect("count"),
+            Duration::from_secs(1),
+            Duration::from_secs(seconds.parse().expect("seconds")),
+        );
+        std::thread::sleep(Duration::from_secs(seconds.parse().expect("seconds")));
+        drop(peers);
+        return;
+    }
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out).expect("target/bench");
     println!("machine: {}", machine());
@@ -81,6 +101,7 @@ fn main() {
         .map(|&state| (state, connection_memory(&out, state)))
         .collect();
     let (dataset_label, dataset_seconds, dataset_roofline) = dataset_end_to_end(&out);
+    let (calm, under_attack) = (hostile(&out, 0), hostile(&out, HOSTILE_PEERS));
 
     let mut table = String::new();
     writeln!(table, "\n| agencies | bets | bets/s | roofline rows/s | ratio | ack p50 ms | ack p99 ms | fsyncs/s | bets/fsync | server CPU s | CPU µs/bet | server peak RSS MB |").unwrap();
@@ -127,6 +148,12 @@ fn main() {
         "{dataset_label}: {dataset_seconds:.3} s from server start to the last client's exit (the roofline writes its rows in {:.3} s: ratio {:.1})",
         dataset_roofline,
         dataset_seconds / dataset_roofline
+    )
+    .unwrap();
+    writeln!(
+        table,
+        "20 agencies × 50,000 bets: {calm:.0} bets/s alone, {under_attack:.0} bets/s beside {HOSTILE_PEERS} slow-byte peers (ratio {:.2})",
+        under_attack / calm
     )
     .unwrap();
     print!("{table}");
@@ -240,6 +267,65 @@ fn roofline(dir: &Path, agencies: u16, per_agency: usize, group: usize) -> f64 {
     }
     let rate = bets.len() as f64 / start.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(path);
+    rate
+}
+
+/// Bets/s of 20 agencies × 50,000 bets through the real server, beside
+/// `hostile` slow-byte peers (0: alone). The server runs with its default
+/// `MAX_CONNECTIONS` (three quarters of the descriptor limit), so past it the
+/// oldest silent peers are closed to admit the agencies.
+fn hostile(out: &Path, hostile: usize) -> f64 {
+    let dir = out.join(format!("hostile-{hostile}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut server = Server::start_logging_to_file(
+        &dir,
+        20,
+        &[("SERVER_LISTEN_BACKLOG", "4096"), ("WINNERS_DELAY", "0s")],
+    );
+    let me = std::env::current_exe().expect("the bench binary");
+    let children: Vec<_> = (0..2)
+        .filter(|_| hostile > 0)
+        .map(|_| {
+            Command::new(&me)
+                .args([
+                    "slow-peers",
+                    &server.address(),
+                    &(hostile / 2).to_string(),
+                    "120",
+                ])
+                .spawn()
+                .expect("slow peers")
+        })
+        .collect();
+    if hostile > 0 {
+        // Let them connect and fill the server up to its cap.
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    let report = run(&LoadConfig {
+        address: server.address().parse().unwrap(),
+        agencies: 20,
+        bets_per_agency: 50_000,
+        winners_per_agency: 1,
+        per_batch: 103,
+        window: 8,
+        connecting_at_once: 20,
+        deadline: Duration::from_secs(300),
+    })
+    .expect("load generator");
+    assert!(
+        report.errors.is_empty(),
+        "{:?}",
+        &report.errors[..report.errors.len().min(5)]
+    );
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(60));
+    let rate = report.bets_per_second();
+    eprintln!("20 agencies beside {hostile} slow peers: {rate:.0} bets/s");
     rate
 }
 
