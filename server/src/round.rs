@@ -271,6 +271,29 @@ pub fn read_round(
     Ok(round)
 }
 
+/// Does a state file alone record a complete round (every agency owed
+/// winners got them)? For a start that finds the state file of an archived
+/// round whose bets file was already moved (a crash between the two renames).
+pub fn state_is_complete(state: &[u8]) -> bool {
+    let Ok((entries, _)) = read_state(state) else {
+        return false;
+    };
+    let Some(Entry::Header { agencies, .. }) = entries.first() else {
+        return false;
+    };
+    let mut round = Round::new(*agencies, 0);
+    for entry in &entries[1..] {
+        match entry {
+            Entry::Drawn { excluded } => round.drawn = Some(excluded.clone()),
+            Entry::Delivered { agency } if *agency <= *agencies => {
+                round.agency[usize::from(*agency)].delivered = true;
+            }
+            _ => {}
+        }
+    }
+    round.is_complete()
+}
+
 /// The complete lines of a state file, and the bytes after the last one.
 fn read_state(state: &[u8]) -> Result<(Vec<Entry>, usize), RecoveryError> {
     let complete = state.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);

@@ -416,6 +416,19 @@ pub fn open_round(
     agencies: u16,
     now: u64,
 ) -> Result<RoundFiles, StartError> {
+    let state_path = state_path(path);
+    if locked.is_none()
+        && crate::round::state_is_complete(&std::fs::read(&state_path).unwrap_or_default())
+    {
+        // A complete round whose bets file was archived before a crash: its
+        // state file follows it.
+        let archived = archive_state(&state_path, path)?;
+        let opened = Opened {
+            archived: Some(archived),
+            ..Opened::default()
+        };
+        return finish_new(path, agencies, now, opened);
+    }
     let mut bets = match locked {
         Some(file) => file,
         None => {
@@ -429,7 +442,6 @@ pub fn open_round(
             lock(file, path)?
         }
     };
-    let state_path = state_path(path);
     let mut bytes = Vec::new();
     bets.read_to_end(&mut bytes)
         .map_err(io_error(path, "read"))?;
@@ -576,6 +588,26 @@ fn archive(bets: &Path, state: &Path) -> Result<PathBuf, StartError> {
         rename_noreplace(state, &to_state).map_err(io_error(state, "archive"))?;
         sync_dir(bets)?;
         return Ok(to);
+    }
+    unreachable!("fewer than 2^32 archives")
+}
+
+/// Moves a lone state file to `<bets>.round-<k>.state`, `k` the first number
+/// whose state name is free (the archive of its bets file, if any, took the
+/// same `k`).
+fn archive_state(state: &Path, bets: &Path) -> Result<PathBuf, StartError> {
+    for k in 1u32.. {
+        let mut name = bets.as_os_str().to_owned();
+        name.push(format!(".round-{k}"));
+        let to = state_path(&PathBuf::from(name));
+        match rename_noreplace(state, &to) {
+            Ok(()) => {
+                sync_dir(bets)?;
+                return Ok(to);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(state, "archive")(e)),
+        }
     }
     unreachable!("fewer than 2^32 archives")
 }
@@ -818,6 +850,25 @@ mod tests {
                 "round 1 agencies 1 started 60\n"
             );
         }
+        // A crash between the archive's two renames: the lone state file
+        // follows its bets file's archive.
+        std::fs::write(
+            &state,
+            "round 1 agencies 1 started 9\nfinished 1 1\ndrawn\ndelivered 1\n",
+        )
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(dir.join("bets.csv.round-3"), "1,Ana,B,1,1990-01-01,7574\n").unwrap();
+        let files = open_round(&path, lock_existing(&path).unwrap(), 1, 70).unwrap();
+        assert_eq!(
+            files.opened.archived,
+            Some(dir.join("bets.csv.round-3.state"))
+        );
+        assert_eq!(
+            std::fs::read_to_string(&state).unwrap(),
+            "round 1 agencies 1 started 70\n"
+        );
+        drop(files);
         // Unreadable files are refused and left alone.
         std::fs::write(&path, "not,a,bet\nmore\n").unwrap();
         let err = open_round(&path, lock_existing(&path).unwrap(), 1, 60)
