@@ -77,7 +77,7 @@ pub fn read_bets(reader: impl Read, name: &str, agency: u16) -> Result<Vec<Bet>,
             field.parse::<u32>().map_err(|_| {
                 error(
                     line,
-                    format!("{what} {field:?} is not a whole number from 0 to 4294967295"),
+                    format!("{what} \"{field}\" is not a whole number from 0 to 4294967295"),
                 )
             })
         };

@@ -110,7 +110,7 @@ impl fmt::Display for ValueError {
                 value,
                 source,
                 expected,
-            } => write!(f, "{key} = {value:?} (from {source}) is not {expected}"),
+            } => write!(f, "{key} = \"{value}\" (from {source}) is not {expected}"),
         }
     }
 }

@@ -66,7 +66,7 @@ fn a_stray_byte_after_the_end_frame_costs_the_agency_nothing() {
     assert_eq!(&acks[3 * ACK_LEN..], END_ACK);
     let winners = mock.recv(6);
     assert!(matches!(decode_winners(&winners), Ok(Some((w, 6))) if w.len() == 1));
-    server.wait_for("1 bytes after the end frame; ignored", MINUTE);
+    server.wait_for("1 byte after the end frame; ignored", MINUTE);
     assert_eq!(server.stored_rows().len(), 3);
 }
 

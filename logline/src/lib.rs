@@ -56,6 +56,20 @@ impl Write for Escaper<'_, '_> {
     }
 }
 
+/// Makes a closed log output end the process quietly, as it ends `cat` or
+/// `grep`: `server | head -1` then exits by SIGPIPE instead of aborting on a
+/// failed write (the logger cannot report it). Rust ignores SIGPIPE by
+/// default; sockets are unaffected, since std sends on them with
+/// `MSG_NOSIGNAL` and a closed peer is an `EPIPE` error as before. Call first
+/// thing in `main`.
+pub fn end_on_closed_output() {
+    // SAFETY: restoring a signal's default disposition at start-up, before
+    // any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A log line as users read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {

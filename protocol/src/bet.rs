@@ -92,7 +92,7 @@ impl fmt::Display for BetError {
             BetError::InvalidBirthdate(value) => {
                 write!(
                     f,
-                    "birthdate {value:?} is not a real day from 0001-01-01 to 9999-12-31 written as YYYY-MM-DD"
+                    "birthdate \"{value}\" is not a real day from 0001-01-01 to 9999-12-31 written as YYYY-MM-DD"
                 )
             }
         }

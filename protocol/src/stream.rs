@@ -66,6 +66,7 @@ impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StreamError::Header(e) => write!(f, "bad header: {e}"),
+            StreamError::DataAfterEnd { bytes: 1 } => write!(f, "1 byte after the end frame"),
             StreamError::DataAfterEnd { bytes } => {
                 write!(f, "{bytes} bytes after the end frame")
             }

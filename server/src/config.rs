@@ -58,7 +58,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Syntax { line, text } => {
                 write!(
                     f,
-                    "line {line}: expected `KEY = value` or `[SECTION]`, found {text:?}"
+                    "line {line}: expected `KEY = value` or `[SECTION]`, found \"{text}\""
                 )
             }
             ConfigError::Value(e) => e.fmt(f),

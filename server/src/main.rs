@@ -10,6 +10,7 @@ use server::server::Server;
 use tp0_log::field;
 
 fn main() -> ExitCode {
+    tp0_log::end_on_closed_output();
     let file = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(file)) => file,
         Ok(Command::Help) => {

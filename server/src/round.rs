@@ -119,7 +119,7 @@ impl fmt::Display for RecoveryError {
             RecoveryError::BadEntry { line, text } => {
                 write!(
                     f,
-                    "state file line {line} is not a round entry in order: {text:?}"
+                    "state file line {line} is not a round entry in order: \"{text}\""
                 )
             }
             RecoveryError::NoHeader => write!(f, "state file does not start with its header"),
@@ -378,14 +378,14 @@ fn parse_row(record: &csv::ByteRecord, agencies: u16) -> Result<Bet, String> {
         .filter(|a| (1..=agencies).contains(a))
         .ok_or_else(|| {
             format!(
-                "agency {:?} is not between 1 and {agencies}",
+                "agency \"{}\" is not between 1 and {agencies}",
                 text(0).unwrap_or("?")
             )
         })?;
     let number = |i: usize, what: &str| -> Result<u32, String> {
         let t = text(i)?;
         t.parse()
-            .map_err(|_| format!("{what} {t:?} is not a whole number"))
+            .map_err(|_| format!("{what} \"{t}\" is not a whole number"))
     };
     Bet::new(
         agency,

@@ -644,10 +644,13 @@ impl Server {
                 continue;
             }
             if let Some(stall) = conn.session.stalled(now, limit) {
+                let agency = conn
+                    .session
+                    .agency()
+                    .map_or(String::new(), |a| format!(" | agencia: {a}"));
                 warn!(
-                    "action: timeout | result: fail | ip: {} | agencia: {} | error: {stall}",
+                    "action: timeout | result: fail | ip: {}{agency} | error: {stall}",
                     conn.session.peer().ip(),
-                    conn.session.agency().unwrap_or(0),
                 );
                 mark_closing(conn, key, &mut self.to_close);
             }

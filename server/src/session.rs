@@ -174,7 +174,8 @@ impl fmt::Display for Stall {
         match self {
             Stall::Partial { unit, bytes, since } => write!(
                 f,
-                "a {unit} begun {} ago is still incomplete at {bytes} bytes; nothing of it is stored",
+                "{} {unit} begun {} ago is still incomplete at {bytes} bytes; nothing of it is stored",
+                if unit.starts_with('e') { "an" } else { "a" },
                 ago(since)
             ),
             Stall::Idle { bets, since } => write!(
