@@ -12,6 +12,13 @@
 //! previous one finished leaving. The caller passes `now` to
 //! [`Agency::to_send`] and [`Agency::sent`], and asks [`Agency::poll_timeout`]
 //! when to look again; the agency never reads a clock.
+//!
+//! A lost connection is followed by a new one (see [`crate::reconnect`]) on
+//! which the conversation starts over: [`Agency::restart`] sends the header
+//! and the whole stream again and expects every ack again, checked as before.
+//! It remembers how many batches an earlier connection had seen acked, and
+//! marks their acks [`Event::BatchAcked`]`{ again: true, .. }` so that they
+//! are not reported twice.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -112,6 +119,9 @@ pub enum Event {
         first: usize,
         bets: usize,
         rejected: Vec<(usize, u8)>,
+        /// An earlier connection had this batch acked already: its acks were
+        /// checked again, and it was reported then.
+        again: bool,
     },
     /// The winners' documents; the conversation is over.
     Winners(Vec<u32>),
@@ -142,8 +152,10 @@ pub struct Agency {
     batches_sent: usize,
     /// When the last of those finished leaving.
     last_batch_sent_at: Option<Instant>,
-    /// Batches fully acked.
+    /// Batches fully acked on this connection.
     acked_batches: usize,
+    /// The most batches an earlier connection had fully acked.
+    acked_before: usize,
     /// Acks received in the current batch; rejected bets in it.
     acks_in_batch: usize,
     rejected: Vec<(usize, u8)>,
@@ -187,6 +199,7 @@ impl Agency {
             batches_sent: 0,
             last_batch_sent_at: None,
             acked_batches: 0,
+            acked_before: 0,
             acks_in_batch: 0,
             rejected: Vec::new(),
             next_bet: 0,
@@ -202,6 +215,31 @@ impl Agency {
     pub fn with_period(mut self, period: Duration) -> Agency {
         self.period = period;
         self
+    }
+
+    /// Starts the conversation over for a new connection, after the previous
+    /// one was lost: the header and every batch are sent again (window and
+    /// period as configured, the first batch at once) and every ack is
+    /// expected again. What the lost connection had acked is remembered, so
+    /// those batches' acks come back as [`Event::BatchAcked`] with `again`.
+    pub fn restart(&mut self) {
+        self.acked_before = self.acked_ever();
+        self.sent = 0;
+        self.batches_sent = 0;
+        self.last_batch_sent_at = None;
+        self.acked_batches = 0;
+        self.acks_in_batch = 0;
+        self.rejected.clear();
+        self.next_bet = 0;
+        self.input.clear();
+        self.awaiting_winners = false;
+        self.done = false;
+    }
+
+    /// The most batches any connection of this conversation had fully acked:
+    /// it grows when something is acknowledged for the first time (progress).
+    pub fn acked_ever(&self) -> usize {
+        self.acked_batches.max(self.acked_before)
     }
 
     /// Bytes handed to the socket so far.
@@ -373,6 +411,7 @@ impl Agency {
             first: self.next_bet - batch.bets,
             bets: batch.bets,
             rejected: std::mem::take(&mut self.rejected),
+            again: index < self.acked_before,
         }))
     }
 }
@@ -417,7 +456,8 @@ mod tests {
                 index: 0,
                 first: 0,
                 bets: 2,
-                rejected: vec![]
+                rejected: vec![],
+                again: false
             }]
         );
         assert_eq!(
@@ -539,6 +579,104 @@ mod tests {
         );
     }
 
+    /// After a lost connection the conversation starts over: the same bytes,
+    /// header first, and every ack checked again; the batches an earlier
+    /// connection saw acked come back marked `again`, the others not.
+    #[test]
+    fn a_restarted_conversation_resends_everything_and_checks_every_ack_again() {
+        let b = bets(5);
+        let t0 = Instant::now();
+        // [b0 b1] [b2 b3] [b4 end], paced: a restart sends its first batch at once.
+        let mut agency = Agency::new(1, &b, 2, 8).with_period(Duration::from_secs(1));
+        let first = agency.to_send(t0).to_vec();
+        agency.sent(first.len(), t0);
+        let mut reply = acks(&b, 0..2);
+        reply.extend(&acks(&b, 2..3)[..4]); // part of batch 2's first ack, then the loss
+        let events = agency.on_input(&reply).unwrap();
+        assert!(matches!(
+            events[..],
+            [Event::BatchAcked {
+                index: 0,
+                again: false,
+                ..
+            }]
+        ));
+        assert_eq!(agency.acked_ever(), 1);
+
+        agency.restart();
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!(
+            agency.to_send(t1),
+            first,
+            "header and batch 1 again, at once"
+        );
+        assert_eq!(agency.acked_ever(), 1, "a restart loses nothing");
+        let n = agency.to_send(t1).len();
+        agency.sent(n, t1);
+        for k in 1..3 {
+            let at = t1 + k * Duration::from_secs(1);
+            let n = agency.to_send(at).len();
+            assert!(n > 0, "batch {k} after its period");
+            agency.sent(n, at);
+        }
+        let mut reply = acks(&b, 0..5);
+        reply.extend(END_ACK);
+        encode_winners(&[102], &mut reply).unwrap();
+        let events = agency.on_input(&reply).unwrap();
+        let marks: Vec<(usize, bool)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::BatchAcked { index, again, .. } => Some((*index, *again)),
+                Event::Winners(_) => None,
+            })
+            .collect();
+        assert_eq!(marks, [(0, true), (1, false), (2, false)]);
+        assert_eq!(events.last(), Some(&Event::Winners(vec![102])));
+        assert_eq!(agency.acked_ever(), 3);
+        assert!(agency.is_done());
+    }
+
+    /// A resent ack is checked as strictly as the first: a wrong one on the
+    /// new connection is a protocol error, even for a batch acked before.
+    #[test]
+    fn a_wrong_ack_after_a_restart_is_caught() {
+        let b = bets(3);
+        let now = Instant::now();
+        let mut agency = Agency::new(1, &b, 2, 2); // [b0 b1] [b2 end]
+        let n = agency.to_send(now).len();
+        agency.sent(n, now);
+        let mut reply = acks(&b, 0..3);
+        reply.extend(END_ACK);
+        agency.on_input(&reply).unwrap();
+        // The server closed after the end ack: the same explanation as ever.
+        assert_eq!(agency.closed_early(), ProtocolError::NoWinnersAfterEndAck);
+
+        agency.restart();
+        assert_eq!(
+            agency.closed_early(),
+            ProtocolError::ClosedEarly {
+                acked: 0,
+                batches: 2
+            },
+            "a new connection is at its start again"
+        );
+        let n = agency.to_send(now).len();
+        agency.sent(n, now);
+        let wrong = [
+            &Ack::new(b[0].document, b[0].number, Status::Stored).encode()[..],
+            &Ack::new(b[0].document, b[0].number, Status::Stored).encode(),
+        ]
+        .concat();
+        assert_eq!(
+            agency.on_input(&wrong),
+            Err(ProtocolError::WrongAck {
+                index: 1,
+                expected: (101, 1),
+                got: (100, 0),
+            })
+        );
+    }
+
     #[test]
     fn a_whole_conversation_byte_by_byte() {
         let b = bets(4);
@@ -557,19 +695,22 @@ mod tests {
                     index: 0,
                     first: 0,
                     bets: 2,
-                    rejected: vec![]
+                    rejected: vec![],
+                    again: false
                 },
                 Event::BatchAcked {
                     index: 1,
                     first: 2,
                     bets: 2,
-                    rejected: vec![]
+                    rejected: vec![],
+                    again: false
                 },
                 Event::BatchAcked {
                     index: 2,
                     first: 4,
                     bets: 0,
-                    rejected: vec![]
+                    rejected: vec![],
+                    again: false
                 },
                 Event::Winners(vec![102]),
             ]
@@ -633,7 +774,8 @@ mod tests {
                 index: 0,
                 first: 0,
                 bets: 2,
-                rejected: vec![(0, Status::InvalidBirthdate as u8)]
+                rejected: vec![(0, Status::InvalidBirthdate as u8)],
+                again: false
             }]
         );
     }

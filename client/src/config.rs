@@ -39,8 +39,13 @@ pub struct Config {
     pub batch_window: usize,
     pub mode: Mode,
     pub agency_data_file: PathBuf,
-    /// How long to keep retrying while the server is not listening yet.
+    /// How long to keep retrying while the server is not listening yet; during
+    /// a reconnect, the bound of each attempt.
     pub connect_timeout: Duration,
+    /// How long a conversation may go without a connection, after one was
+    /// lost, before the client gives up (zero: it does not reconnect). See
+    /// [`crate::reconnect`].
+    pub reconnect_timeout: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -75,6 +80,7 @@ pub const KEYS: &[&str] = &[
     "id",
     "server.address",
     "server.connectTimeout",
+    "server.reconnectTimeout",
     "loop.amount",
     "loop.period",
     "log.level",
@@ -183,6 +189,12 @@ impl Config {
                 "a duration such as 10s",
                 parse_duration,
             )?,
+            reconnect_timeout: settings.value(
+                "server.reconnectTimeout",
+                Some(Duration::from_secs(30)),
+                "a duration such as 30s (0s: no reconnecting)",
+                parse_duration,
+            )?,
         };
         Ok((config, unknown))
     }
@@ -190,7 +202,7 @@ impl Config {
     /// The `action: config` log line's details.
     pub fn summary(&self) -> String {
         format!(
-            "client_id: {} | server_address: {} | loop_amount: {} | loop_period: {} | log_level: {} | mode: {} | batch_max_amount: {} | batch_window: {}",
+            "client_id: {} | server_address: {} | loop_amount: {} | loop_period: {} | log_level: {} | mode: {} | batch_max_amount: {} | batch_window: {} | reconnect_timeout: {}",
             self.id,
             tp0_log::field(&self.server_address),
             self.loop_amount,
@@ -199,6 +211,7 @@ impl Config {
             format!("{:?}", self.mode).to_ascii_lowercase(),
             self.batch_max_amount,
             self.batch_window,
+            humantime::format_duration(self.reconnect_timeout),
         )
     }
 }
@@ -266,9 +279,10 @@ mod tests {
         assert_eq!(config.batch_max_amount, 50);
         assert_eq!(config.mode, Mode::Agency);
         assert_eq!(config.agency_data_file, PathBuf::from(".data/agency-3.csv"));
+        assert_eq!(config.reconnect_timeout, Duration::from_secs(30));
         assert_eq!(
             config.summary(),
-            "client_id: 3 | server_address: server:12345 | loop_amount: 5 | loop_period: 100ms | log_level: INFO | mode: agency | batch_max_amount: 50 | batch_window: 8"
+            "client_id: 3 | server_address: server:12345 | loop_amount: 5 | loop_period: 100ms | log_level: INFO | mode: agency | batch_max_amount: 50 | batch_window: 8 | reconnect_timeout: 30s"
         );
     }
 
@@ -285,6 +299,7 @@ mod tests {
             ("CLI_MODE", "echo"),
             ("CLI_AGENCY_DATA_FILE", "/data/agency.csv"),
             ("CLI_SERVER_CONNECTTIMEOUT", "2s"),
+            ("CLI_SERVER_RECONNECTTIMEOUT", "1m 30s"),
         ]);
         let (config, _) = Config::parse(EXERCISE_YAML, env).unwrap();
         assert_eq!(config.server_address, "127.0.0.1:9000");
@@ -301,6 +316,18 @@ mod tests {
         assert_eq!(config.mode, Mode::Echo);
         assert_eq!(config.agency_data_file, PathBuf::from("/data/agency.csv"));
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.reconnect_timeout, Duration::from_secs(90));
+        assert!(
+            config.summary().ends_with("| reconnect_timeout: 1m 30s"),
+            "{}",
+            config.summary()
+        );
+        let (off, _) = Config::parse(
+            "server:\n  reconnectTimeout: 0s\n",
+            env_of(&[("CLI_ID", "1"), ("CLI_SERVER_ADDRESS", "h:1")]),
+        )
+        .unwrap();
+        assert_eq!(off.reconnect_timeout, Duration::ZERO, "from the file");
     }
 
     #[test]
@@ -340,6 +367,11 @@ mod tests {
                 EXERCISE_YAML,
                 &[("CLI_ID", "1"), ("CLI_MODE", "lottery")],
                 "mode = \"lottery\" (from the environment, CLI_MODE) is not one of echo, bet, agency",
+            ),
+            (
+                EXERCISE_YAML,
+                &[("CLI_ID", "1"), ("CLI_SERVER_RECONNECTTIMEOUT", "-1s")],
+                "server.reconnectTimeout = \"-1s\" (from the environment, CLI_SERVER_RECONNECTTIMEOUT) is not a duration such as 30s (0s: no reconnecting)",
             ),
         ];
         for &(yaml, env, want) in table {

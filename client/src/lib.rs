@@ -1,5 +1,5 @@
-//! A lottery agency. Sans-IO parts ([`config`], [`data`], [`agency`]) and the
-//! one piece that owns a socket ([`link`]).
+//! A lottery agency. Sans-IO parts ([`config`], [`data`], [`agency`],
+//! [`reconnect`]) and the one piece that owns a socket ([`link`]).
 
 pub mod agency;
 pub mod cli;
@@ -8,3 +8,4 @@ pub mod data;
 pub mod generate;
 pub mod link;
 pub mod load;
+pub mod reconnect;

@@ -2,6 +2,11 @@
 //! every wait (sleeping, resolving, connecting, pausing between batches,
 //! sending, waiting for winners) returns [`Stop::Signal`] as soon as a signal
 //! arrives, so the client exits promptly.
+//!
+//! [`Link::converse`] sorts what ends a conversation early: a signal, a lost
+//! connection ([`Stop::Lost`]: worth a new connection, see
+//! [`crate::reconnect`]), or anything else ([`Stop::Io`]: a protocol error, a
+//! failure of this process's own resources).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -48,7 +53,37 @@ pub trait Conversation {
 pub enum Stop {
     /// SIGTERM or SIGINT; the name is for the log.
     Signal(&'static str),
+    /// The connection is gone before the conversation was complete: the peer
+    /// closed it (the error is [`Conversation::closed_early`]'s explanation)
+    /// or reset it, or a write or read on it failed as a dead connection
+    /// does. The conversation itself found nothing wrong.
+    Lost(io::Error),
+    /// Anything else: what the conversation found wrong in the peer's bytes
+    /// (`InvalidData`), or an error of the poll or of connecting.
     Io(io::Error),
+}
+
+impl Stop {
+    /// Sorts an error of a read or write on an established connection: the
+    /// kinds that mean the connection is dead are [`Stop::Lost`], the rest
+    /// [`Stop::Io`].
+    fn from_socket(e: io::Error) -> Stop {
+        use io::ErrorKind as Kind;
+        match e.kind() {
+            // ECONNRESET: the peer reset the connection (or it was aborted under us).
+            Kind::ConnectionReset | Kind::ConnectionAborted => Stop::Lost(e),
+            // EPIPE: a write after the peer closed and reset.
+            Kind::BrokenPipe => Stop::Lost(e),
+            // The kernel gave up on the peer (retransmissions, keepalive).
+            Kind::TimedOut => Stop::Lost(e),
+            // The route to the peer is gone.
+            Kind::HostUnreachable | Kind::NetworkUnreachable | Kind::NetworkDown => Stop::Lost(e),
+            // The socket is no longer connected, or ended inside a read.
+            Kind::NotConnected | Kind::UnexpectedEof => Stop::Lost(e),
+            // Not a sign of a dead peer (out of memory, a bad descriptor): no retry helps.
+            _ => Stop::Io(e),
+        }
+    }
 }
 
 impl From<io::Error> for Stop {
@@ -144,7 +179,10 @@ impl Link {
                 Err(Stop::Io(e)) => e,
                 Err(stop) => return Err(stop),
             };
-            if Instant::now() + backoff > give_up {
+            // The last wait is cut to end at the deadline, and one more
+            // attempt made there: the whole patience is used, not less.
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(Stop::Io(io::Error::new(
                     error.kind(),
                     format!(
@@ -153,9 +191,17 @@ impl Link {
                     ),
                 )));
             }
-            self.sleep(backoff)?;
+            self.sleep(backoff.min(left))?;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// One attempt and no retry (the caller has its own schedule, see
+    /// [`crate::reconnect`]): the lookup and the connect, abandoned after
+    /// `bound`. Errors: [`Stop::Signal`] at once on a signal; otherwise the
+    /// attempt's I/O error (refused, unreachable, not resolvable, timed out).
+    pub fn connect_once(&mut self, address: &str, bound: Duration) -> Result<SocketAddr, Stop> {
+        self.try_connect(address, Instant::now() + bound)
     }
 
     /// One attempt, the lookup included, abandoned at `give_up`.
@@ -286,24 +332,26 @@ impl Link {
     /// Drives a conversation until it says it is done: writes what it offers,
     /// feeds it what arrives, and waits only when neither made progress — for
     /// the socket, a signal, or the conversation's next deadline. Errors: a
-    /// signal, the socket's, the conversation's, or an early close (the
-    /// conversation's [`Conversation::closed_early`]).
+    /// signal; [`Stop::Lost`] for an early close (with the conversation's
+    /// [`Conversation::closed_early`]) or a socket error that means the
+    /// connection is dead; otherwise [`Stop::Io`] (the conversation's, the
+    /// poll's, another socket error).
     pub fn converse(&mut self, talk: &mut impl Conversation) -> Result<(), Stop> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let mut progress = false;
             let out = talk.to_send(Instant::now());
             if !out.is_empty() {
-                let n = self.try_send(out)?;
+                let n = self.try_send(out).map_err(Self::sort_socket_error)?;
                 if n > 0 {
                     // Stamped after the write: a pause counts from the last byte out.
                     talk.sent(n, Instant::now());
                     progress = true;
                 }
             }
-            match self.try_recv(&mut buf)? {
+            match self.try_recv(&mut buf).map_err(Self::sort_socket_error)? {
                 Some(0) => {
-                    return Err(Stop::Io(io::Error::new(
+                    return Err(Stop::Lost(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         talk.closed_early(),
                     )));
@@ -319,6 +367,14 @@ impl Link {
             if !progress {
                 self.wait(talk.poll_timeout())?;
             }
+        }
+    }
+
+    /// The socket's errors sorted by [`Stop::from_socket`]; a signal stays one.
+    fn sort_socket_error(stop: Stop) -> Stop {
+        match stop {
+            Stop::Io(e) => Stop::from_socket(e),
+            other => other,
         }
     }
 

@@ -2,17 +2,20 @@
 //! (`client --help` for the `gen-data` and `load` subcommands, `--version`).
 
 use std::process::ExitCode;
+use std::time::Instant;
 
 use client::agency::{Agency, Event};
 use client::cli::{self, Command};
 use client::config::{Config, Mode};
 use client::data::load_bets;
 use client::link::{Conversation, Link, Stop};
+use client::reconnect::{Next, Reconnect};
 use log::{Level, LevelFilter, debug, error, info, log, warn};
 use lottery_protocol::{Bet, Status};
 use tp0_log::field;
 
 fn main() -> ExitCode {
+    tp0_log::end_on_closed_output();
     simple_logger::SimpleLogger::new()
         .with_level(LevelFilter::Trace)
         .with_utc_timestamps()
@@ -110,7 +113,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(Failure::Stop(Stop::Io(e))) => {
+        Err(Failure::Stop(Stop::Io(e) | Stop::Lost(e))) => {
             error!(
                 "action: {action} | result: fail | client_id: {} | error: {}",
                 config.id,
@@ -263,10 +266,10 @@ struct Echo {
 }
 
 impl Conversation for Echo {
-    fn to_send(&self, _now: std::time::Instant) -> &[u8] {
+    fn to_send(&self, _now: Instant) -> &[u8] {
         &self.out[self.sent..]
     }
-    fn sent(&mut self, n: usize, _now: std::time::Instant) {
+    fn sent(&mut self, n: usize, _now: Instant) {
         self.sent += n;
     }
     fn on_input(&mut self, data: &[u8]) -> Result<bool, Stop> {
@@ -290,7 +293,7 @@ fn run_bet(config: &Config, link: &mut Link) -> Result<(), Failure> {
         value.trim().parse().map_err(|_| {
             Failure::Input(
                 "apuesta_enviada",
-                format!("{name} = {value:?} is not a whole number from 0 to 4294967295"),
+                format!("{name} = \"{value}\" is not a whole number from 0 to 4294967295"),
             )
         })
     };
@@ -321,7 +324,9 @@ fn run_agency(config: &Config, link: &mut Link) -> Result<(), Failure> {
 
 /// Sends `bets` and the end frame, `loop.period` between batches, checks
 /// every ack, then reads the winners. Each stored bet is logged at `per_bet`
-/// level.
+/// level. A lost connection is followed by a new one and the conversation
+/// starts over (see [`reconnect`]); the first connect is bounded by
+/// `server.connectTimeout` alone, as in echo mode.
 fn send_bets(
     config: &Config,
     link: &mut Link,
@@ -329,6 +334,7 @@ fn send_bets(
     per_bet: Level,
 ) -> Result<(), Failure> {
     link.connect(&config.server_address, config.connect_timeout)?;
+    let mut retry = Reconnect::new(config.reconnect_timeout);
     let mut talk = AgencyTalk {
         id: config.id,
         bets,
@@ -342,7 +348,20 @@ fn send_bets(
         per_bet,
         winners: None,
     };
-    link.converse(&mut talk)?;
+    loop {
+        let acked = talk.agency.acked_ever();
+        let lost = match link.converse(&mut talk) {
+            Ok(()) => break,
+            Err(Stop::Lost(cause)) if retry.enabled() => cause,
+            Err(stop) => return Err(stop.into()),
+        };
+        link.close();
+        if talk.agency.acked_ever() > acked {
+            retry.progress();
+        }
+        reconnect(config, link, &mut retry, &lost, talk.agency.acked_ever())?;
+        talk.agency.restart();
+    }
     let winners = talk.winners.unwrap_or_default();
     info!(
         "action: consulta_ganadores | result: success | client_id: {} | cant_ganadores: {}",
@@ -356,6 +375,70 @@ fn send_bets(
     Ok(())
 }
 
+/// After `lost` (the connection is closed): waits and tries to connect again
+/// as `retry` says, logging each attempt (`action: reconnect | result:
+/// in_progress`) and the one that succeeds (with the `batches_acked` whose
+/// acks the new connection checks again without logging them). Errors: a
+/// signal; the budget spent (logged here as `action: reconnect | result:
+/// fail`, naming why the connection was lost and the last attempt's error).
+fn reconnect(
+    config: &Config,
+    link: &mut Link,
+    retry: &mut Reconnect,
+    lost: &std::io::Error,
+    batches_acked: usize,
+) -> Result<(), Failure> {
+    retry.lost(Instant::now());
+    let mut last_attempt: Option<std::io::Error> = None;
+    loop {
+        let (attempt, delay) = match retry.next(Instant::now()) {
+            Next::Attempt { attempt, delay } => (attempt, delay),
+            Next::GiveUp { attempts } => {
+                let budget = humantime::format_duration(config.reconnect_timeout);
+                let last = last_attempt
+                    .map(|e| format!("; last attempt: {e}"))
+                    .unwrap_or_default();
+                error!(
+                    "action: reconnect | result: fail | client_id: {} | attempts: {attempts} | lost: {} | error: {}",
+                    config.id,
+                    field(lost),
+                    field(format!(
+                        "no connection to {} within {budget} (server.reconnectTimeout){last}",
+                        config.server_address
+                    ))
+                );
+                return Err(Failure::Stop(Stop::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the connection was lost and did not come back within {budget}"),
+                ))));
+            }
+        };
+        let after = last_attempt.as_ref().unwrap_or(lost);
+        info!(
+            "action: reconnect | result: in_progress | client_id: {} | attempt: {attempt} | after: {} | delay: {}",
+            config.id,
+            field(after),
+            // Whole milliseconds: the last wait is cut to the budget's end.
+            humantime::format_duration(std::time::Duration::from_millis(delay.as_millis() as u64))
+        );
+        link.sleep(delay)?;
+        let bound = retry.attempt_bound(Instant::now(), config.connect_timeout);
+        match link.connect_once(&config.server_address, bound) {
+            Ok(_) => {
+                retry.connected(Instant::now());
+                info!(
+                    "action: reconnect | result: success | client_id: {} | attempt: {attempt} | batches_acked: {batches_acked}",
+                    config.id
+                );
+                return Ok(());
+            }
+            // Refused, unreachable, not resolvable, timed out: the next attempt may do better.
+            Err(Stop::Io(e) | Stop::Lost(e)) => last_attempt = Some(e),
+            Err(stop @ Stop::Signal(_)) => return Err(stop.into()),
+        }
+    }
+}
+
 struct AgencyTalk<'a> {
     id: u16,
     bets: &'a [Bet],
@@ -365,13 +448,13 @@ struct AgencyTalk<'a> {
 }
 
 impl Conversation for AgencyTalk<'_> {
-    fn to_send(&self, now: std::time::Instant) -> &[u8] {
+    fn to_send(&self, now: Instant) -> &[u8] {
         self.agency.to_send(now)
     }
-    fn sent(&mut self, n: usize, now: std::time::Instant) {
+    fn sent(&mut self, n: usize, now: Instant) {
         self.agency.sent(n, now);
     }
-    fn poll_timeout(&self) -> Option<std::time::Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         self.agency.poll_timeout()
     }
     fn closed_early(&self) -> String {
@@ -384,11 +467,14 @@ impl Conversation for AgencyTalk<'_> {
             .map_err(|e| Stop::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         for event in events {
             match event {
+                // Reported on the connection that first had it acked.
+                Event::BatchAcked { again: true, .. } => {}
                 Event::BatchAcked {
                     index,
                     first,
                     bets,
                     rejected,
+                    again: false,
                 } => self.log_batch(index, first, bets, &rejected),
                 Event::Winners(winners) => self.winners = Some(winners),
             }

@@ -274,6 +274,8 @@ pub fn client(server: &str, id: u16, env: &[(&str, &str)]) -> Command {
         .env("CLI_SERVER_CONNECTTIMEOUT", "5s")
         // Full speed, whatever the mode's default period.
         .env("CLI_LOOP_PERIOD", "0s")
+        // A lost server is given up on quickly unless a test says otherwise.
+        .env("CLI_SERVER_RECONNECTTIMEOUT", "2s")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -364,5 +366,144 @@ impl Mock {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// A server start that ended without listening: how it exited and what it logged.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: ExitStatus,
+    pub logs: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on `bets_file` and `port` (0: an ephemeral one), run in
+    /// `dir`, with its log collected; returns once it listens. A restart on
+    /// the same files and port is another call with the old server's
+    /// `bets_file` and `port` (after [`Server::kill9`] or a `TERM` exit).
+    pub fn start_in(
+        dir: &Path,
+        bets_file: &Path,
+        port: u16,
+        agencies: u16,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::try_start_in(dir, bets_file, port, agencies, env).unwrap_or_else(|failed| {
+            panic!(
+                "the server exited ({}) before listening; log:\n{}",
+                failed.status,
+                failed.logs.join("\n")
+            )
+        })
+    }
+
+    /// Like [`Server::start_in`], but a server that exits before it listens
+    /// (a locked bets file, a port in use, unreadable files) is returned as
+    /// its exit status and its whole log.
+    pub fn try_start_in(
+        dir: &Path,
+        bets_file: &Path,
+        port: u16,
+        agencies: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Server, StartFailure> {
+        Server::try_start_wrapped(&[], dir, bets_file, port, agencies, env)
+    }
+
+    /// Like [`Server::try_start_in`], with the server run by a wrapper
+    /// command: `wrapper` then the server's path (e.g. `prlimit --fsize=…
+    /// --`, or `sh -c '…; exec "$@"' sh`); empty runs the server itself.
+    pub fn try_start_wrapped(
+        wrapper: &[&str],
+        dir: &Path,
+        bets_file: &Path,
+        port: u16,
+        agencies: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Server, StartFailure> {
+        let server = binary("server");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&server);
+                cmd
+            }
+            None => Command::new(&server),
+        };
+        cmd.current_dir(dir)
+            .env("SERVER_IP", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("SERVER_LISTEN_BACKLOG", "128")
+            .env("LOGGING_LEVEL", "INFO")
+            .env("AGENCIES", agencies.to_string())
+            .env("BETS_FILE", bets_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("server starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let readers: Vec<_> = [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ]
+        .into_iter()
+        .map(|pipe| {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    lines.lock().expect("lock").push(line);
+                }
+            })
+        })
+        .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listen = lines
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| l.contains("action: listen | result: success"))
+                .cloned();
+            if let Some(listen) = listen {
+                let port = listen
+                    .rsplit_once("address: ")
+                    .and_then(|(_, a)| a.split(' ').next())
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| p.parse().ok())
+                    .expect("listen line names the port");
+                return Ok(Server {
+                    child,
+                    port,
+                    bets_file: bets_file.to_path_buf(),
+                    log: Log::Pipe(lines),
+                });
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                // The pipes end with the process: every line is in.
+                for reader in readers {
+                    let _ = reader.join();
+                }
+                let logs = lines.lock().expect("lock").clone();
+                return Err(StartFailure { status, logs });
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server neither listened nor exited within 10 s; log:\n{}",
+                    lines.lock().expect("lock").join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind, as a crash)
+    /// and waits until the process is gone.
+    pub fn kill9(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("the killed server is reaped")
     }
 }

@@ -131,7 +131,10 @@ fn hostile_peers_files_and_values_cannot_break_the_log_format() {
     let server_log = server.logs().join("\n");
     assert_every_line_parses("server", &server_log);
     // Escaped once: a value quoted inside an error reads as the echo does.
-    let (_, bad_value) = logs.iter().find(|(who, _)| *who == "client with a bad value").unwrap();
+    let (_, bad_value) = logs
+        .iter()
+        .find(|(who, _)| *who == "client with a bad value")
+        .unwrap();
     assert!(
         bad_value.contains("batch.window = \"x \\x7c result: fail \\x7c action: pwn\\r\\x1b[2K\""),
         "{bad_value}"

@@ -532,6 +532,31 @@ fn a_client_retries_until_the_server_listens() {
     let output = handle.join().unwrap();
     assert!(output.status.success(), "{}", text(&output));
 
+    // The whole connect timeout is used: the last wait is cut to end at the
+    // deadline and one more attempt made there (the backoff's next step would
+    // have given up at 2.12 s of 2.5 s).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let cmd = client(
+        &address,
+        1,
+        &[
+            ("CLI_MODE", "echo"),
+            ("CLI_LOOP_AMOUNT", "1"),
+            ("CLI_SERVER_CONNECTTIMEOUT", "2500ms"),
+        ],
+    );
+    let handle = std::thread::spawn(move || run(cmd, MINUTE));
+    std::thread::sleep(Duration::from_millis(2200));
+    std::fs::create_dir_all(dir.join("late")).unwrap();
+    let _late = Server::start(&dir.join("late"), 0, &[("SERVER_PORT", &port.to_string())]);
+    let output = handle.join().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+
     let refused = run(
         client(
             "127.0.0.1:1",
