@@ -327,7 +327,17 @@ fn read_bets(bets: &[u8], round: &mut Round) -> Result<(), RecoveryError> {
     loop {
         let read = reader.read_byte_record(&mut record);
         let end = reader.position().byte() as usize;
-        let terminated = end > complete && bets.get(end - 1) == Some(&b'\n');
+        // A row is complete when its newline is in the file and is not inside
+        // a quoted name left open: the last row torn right after a line break
+        // in a name has an odd number of quotes.
+        let open_quote = end >= bets.len()
+            && bets[complete.min(end)..end]
+                .iter()
+                .filter(|&&b| b == b'"')
+                .count()
+                % 2
+                == 1;
+        let terminated = end > complete && bets.get(end - 1) == Some(&b'\n') && !open_quote;
         match read {
             Ok(false) => break,
             Ok(true) if terminated => {
@@ -507,6 +517,17 @@ mod tests {
                 Ok(r) => assert!(r.state_torn < s.len()),
                 Err(e) => assert_eq!(e, RecoveryError::NoHeader, "cut {cut}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_row_torn_after_a_line_break_inside_a_quoted_name_is_torn() {
+        let rows = "1,\"Ana\nMaría\",Gómez,1,1990-01-01,7\n";
+        for tail in ["1,\"Eva\n", "1,\"Eva\nRo", "1,\"Eva\n\"\"x\n"] {
+            let bytes = format!("{rows}{tail}");
+            let round =
+                read_round(bytes.as_bytes(), b"", 1, 0).unwrap_or_else(|e| panic!("{tail:?}: {e}"));
+            assert_eq!((round.rows, round.bets_torn), (1, tail.len()), "{tail:?}");
         }
     }
 

@@ -493,6 +493,10 @@ impl Server {
         for key in due {
             self.flush(key, now)?;
         }
+        // Winners written this turn are recorded now, not at the next turn
+        // (which may be a second away when idle): a crash right after the
+        // last agency got its winners still leaves a complete round.
+        self.app.state.sync()?;
         if now >= self.progress.at + PROGRESS_EVERY {
             self.log_progress(now);
         }

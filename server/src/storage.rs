@@ -80,6 +80,10 @@ impl From<StorageError> for io::Error {
 struct Counted<W> {
     inner: W,
     written: u64,
+    /// A write or sync failed and the sink was cut back: it takes nothing
+    /// more, so that the CSV writer's buffer (flushed again when it is
+    /// dropped) cannot put unacked rows back after the cut.
+    failed: bool,
 }
 
 struct Shared<W>(Rc<RefCell<Counted<W>>>);
@@ -87,6 +91,9 @@ struct Shared<W>(Rc<RefCell<Counted<W>>>);
 impl<W: Write> Write for Shared<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut sink = self.0.borrow_mut();
+        if sink.failed {
+            return Err(io::Error::other("the bets file failed earlier"));
+        }
         let n = sink.inner.write(buf)?;
         sink.written += n as u64;
         Ok(n)
@@ -123,6 +130,7 @@ impl<W: Durable> Store<W> {
         let sink = Rc::new(RefCell::new(Counted {
             inner: sink,
             written: len,
+            failed: false,
         }));
         Store {
             writer: csv::WriterBuilder::new()
@@ -195,6 +203,7 @@ impl<W: Durable> Store<W> {
         let mut sink = self.sink.borrow_mut();
         let _ = sink.inner.truncate(len);
         sink.written = len;
+        sink.failed = true;
         StorageError {
             file: self.name.clone(),
             step,
@@ -739,6 +748,14 @@ mod tests {
             )
         );
         assert_eq!(store.sink().data.len(), row, "back to the first commit");
+        // What the CSV writer still buffers cannot reach the file afterwards,
+        // not even when the writer is dropped (it flushes then).
+        store.sink.borrow_mut().inner.ok = usize::MAX;
+        assert!(store.append(&bet.view()).is_ok(), "buffered only");
+        assert!(store.commit().is_err());
+        let sink = store.sink.clone();
+        drop(store);
+        assert_eq!(sink.borrow().inner.data.len(), row, "nothing after the cut");
 
         let mut store = Store::new(Full {
             data: Vec::new(),
