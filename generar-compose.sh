@@ -10,7 +10,8 @@
 # Paths mounted into the containers can be moved with SERVER_CONFIG,
 # CLIENT_CONFIG, DATA_DIR and BETS_DIR (defaults below); they are relative to
 # the project directory, so keep the output beside this script or pass
-# --project-directory to docker compose.
+# --project-directory to docker compose. The server has `restart: on-failure`:
+# Docker restarts it after a crash and it resumes the round in its bets folder.
 set -euo pipefail
 
 usage() {
@@ -41,6 +42,11 @@ last_names=("Lorca" "Pérez" "Núñez" "González" "Álvarez")
     echo "    container_name: server"
     echo "    image: server:latest"
     echo "    entrypoint: /server"
+    # Crash-safe rounds (README, Deployment): a crashed server is restarted
+    # and resumes its round from the bets volume; a stop is not a crash.
+    echo "    # Restarted after a crash (non-zero exit); not after SIGTERM (exit 0),"
+    echo "    # docker compose stop/down, docker stop or docker kill."
+    echo "    restart: on-failure"
     echo "    environment:"
     echo "      - AGENCIES=$clients"
     echo "      - BETS_FILE=/data/bets.csv"

@@ -284,6 +284,51 @@ pub fn running(container: &str) -> bool {
     String::from_utf8_lossy(&output.stdout).trim() == "true"
 }
 
+/// How many times Docker has restarted a container under its restart policy
+/// (a manual start resets it).
+pub fn restart_count(container: &str) -> u32 {
+    let output = sh(Command::new("docker").args(["inspect", "-f", "{{.RestartCount}}", container]));
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a restart count")
+}
+
+/// Crashes a running container's process as a crash looks to Docker: SIGKILL
+/// sent to its host PID from outside Docker. Through Docker's API (`docker
+/// kill`, any signal, or `docker stop`) the container counts as stopped by
+/// hand and no restart policy restarts it (engine 20.10); a process that dies
+/// otherwise exits 137 and its policy applies. From a shell on the host when
+/// it may signal that PID (root), else from a throwaway busybox container in
+/// the host's PID namespace (what Docker access alone allows). Returns the
+/// PID killed.
+pub fn crash(container: &str) -> u32 {
+    let output = sh(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", container]));
+    let pid: u32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a PID");
+    assert_ne!(pid, 0, "{container} is not running");
+    let pid_arg = pid.to_string();
+    let from_host = Command::new("sh")
+        .args(["-c", "kill -KILL \"$1\" 2>/dev/null", "sh", &pid_arg])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !from_host {
+        sh(Command::new("docker").args([
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "busybox:latest",
+            "kill",
+            "-KILL",
+            &pid_arg,
+        ]));
+    }
+    pid
+}
+
 pub fn image_id(image: &str) -> String {
     let output = sh(Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", image]));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()

@@ -543,3 +543,252 @@ fn logs_follow_sees_every_paced_agency_exit() {
         assert_eq!(sent, 100, "{client}");
     }
 }
+
+/// Issue 9 in Compose: the server crashes mid-ingest, twice; its restart
+/// policy (`on-failure`) brings it back on the same bets volume; it resumes
+/// the round; the agencies reconnect and resend from their first bet; every
+/// agency gets its winners and every bet is stored exactly once.
+///
+/// The crash is SIGKILL to the server's host PID ([`crash`]): `docker kill`
+/// counts as a manual stop and is not restarted, which the end of the test
+/// shows, together with `make docker-compose-down`'s stop (exit 0) causing no
+/// restart. 5 agencies of about 3,000 bets in batches of 20, `loop.period:
+/// 20ms`: about 4 s a stream, so both crashes land mid-ingest.
+#[test]
+fn a_crashed_server_is_restarted_and_the_round_completes() {
+    let Some(_engine) = engine() else { return };
+    const CRASHES: usize = 2;
+    /// Batches of new bets (not only resent ones) a run stores before its crash.
+    const BEFORE_CRASH: usize = 100;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dir = scratch("docker-crash");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let winners: Vec<usize> = (1..=5).map(|i| i % 4 + 1).collect();
+    let mut expected: Vec<Vec<String>> = Vec::new();
+    for (i, &w) in winners.iter().enumerate() {
+        let agency = i as u16 + 1;
+        let bets = agency_bets(agency, 2500 + 250 * usize::from(agency), w, 13);
+        write_agency_file(&data, agency, &bets);
+        expected.extend(bets.iter().map(|b| {
+            vec![
+                b.agency.to_string(),
+                b.first_name.clone(),
+                b.last_name.clone(),
+                b.document.to_string(),
+                b.birthdate.as_str().to_owned(),
+                b.number.to_string(),
+            ]
+        }));
+    }
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  address: \"server:12345\"\n  connectTimeout: \"10s\"\n  reconnectTimeout: \"30s\"\n\
+         loop:\n  period: \"20ms\"\nlog:\n  level: \"INFO\"\nbatch:\n  maxAmount: 20\n  window: 8\n",
+    )
+    .unwrap();
+    let mounts = Mounts {
+        client_config: Some(config),
+        data_dir: Some(data),
+        ..Mounts::default()
+    };
+    let d = Deployment::generate(&dir, winners.len(), "agency", mounts);
+    let compose = std::fs::read_to_string(&d.file).unwrap();
+    assert!(compose.contains("    restart: on-failure\n"), "{compose}");
+    d.up(&[]);
+
+    let everything = || {
+        let clients: String = (1..=d.clients)
+            .map(|i| format!("--- client{i}\n{}", logs(&format!("client{i}"))))
+            .collect();
+        format!("--- server\n{}{clients}", logs("server"))
+    };
+    let wait = |what: &str, done: &mut dyn FnMut() -> bool| {
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not by the deadline\n{}",
+                everything()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The k-th run's part of the server's log: `docker logs` holds every run
+    // of the container, each beginning with its `open_storage` line.
+    let run = |log: &str, k: usize| -> String {
+        let starts: Vec<usize> = log
+            .match_indices("action: open_storage")
+            .map(|(i, _)| i)
+            .collect();
+        starts
+            .get(k)
+            .map_or(String::new(), |&at| log[at..].to_owned())
+    };
+    let new_batches = |run: &str| -> usize {
+        parse_log(run)
+            .iter()
+            .filter(|l| l.action == "apuesta_recibida")
+            .filter(|l| {
+                let get = |key| l.get(key).map_or(0, |v: &str| v.parse::<usize>().unwrap());
+                get("cantidad") > get("reenviadas")
+            })
+            .count()
+    };
+    let reconnects = |client: usize| {
+        logs(&format!("client{client}"))
+            .matches("action: reconnect | result: success")
+            .count()
+    };
+
+    for k in 0..CRASHES {
+        wait(
+            &format!("{BEFORE_CRASH} batches of new bets in run {k}"),
+            &mut || {
+                let log = logs("server");
+                assert!(
+                    !log.contains("action: sorteo"),
+                    "the round ended before crash {}: slow the agencies down\n{}",
+                    k + 1,
+                    everything()
+                );
+                new_batches(&run(&log, k)) >= BEFORE_CRASH
+            },
+        );
+        crash("server");
+        wait(
+            &format!("Docker restarting the server after crash {}", k + 1),
+            &mut || {
+                restart_count("server") == k as u32 + 1
+                    && running("server")
+                    && run(&logs("server"), k + 1).contains("action: listen | result: success")
+            },
+        );
+        wait(
+            &format!("every agency reconnected after crash {}", k + 1),
+            &mut || (1..=d.clients).all(|i| reconnects(i) == k + 1),
+        );
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    assert_eq!(
+        d.wait_clients(left),
+        vec![0; winners.len()],
+        "{}",
+        everything()
+    );
+
+    std::fs::write(dir.join("logs.txt"), everything()).unwrap();
+    // The clients: their winners, every reconnect, every bet sent once.
+    let (server, clients) = all_logs(&d);
+    for (i, client) in clients.iter().enumerate() {
+        let agency = i + 1;
+        let got = lines(client, "consulta_ganadores");
+        assert_eq!(got.len(), 1, "agency {agency}");
+        assert_eq!(got[0].result, "success", "agency {agency}: {:?}", got[0]);
+        assert_eq!(
+            got[0].get("cant_ganadores"),
+            Some(winners[i].to_string().as_str()),
+            "agency {agency}"
+        );
+        let back = lines(client, "reconnect")
+            .iter()
+            .filter(|l| l.result == "success")
+            .count();
+        assert_eq!(back, CRASHES, "agency {agency}: one reconnect per crash");
+        let sent: usize = lines(client, "batch_enviado")
+            .iter()
+            .map(|l| l.get("cantidad").unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(
+            sent,
+            2500 + 250 * agency,
+            "agency {agency}: each bet's batch logged once"
+        );
+        assert!(
+            client.iter().all(|l| l.result != "fail"),
+            "agency {agency}: {:?}",
+            client.iter().find(|l| l.result == "fail")
+        );
+    }
+
+    // The server: Docker restarted it twice, every run's log is in `docker
+    // logs`, the round was resumed each time and drawn once.
+    assert_eq!(restart_count("server"), CRASHES as u32);
+    assert!(
+        running("server"),
+        "the server keeps running after the round"
+    );
+    let opened: Vec<&str> = lines(&server, "open_storage")
+        .iter()
+        .map(|l| l.get("round").unwrap())
+        .collect();
+    let mut want = vec!["new"];
+    want.extend(["resumed"; CRASHES]);
+    assert_eq!(opened, want, "one open_storage per run");
+    // The volume kept the round: each run resumed with more bets stored.
+    let resumed: Vec<usize> = lines(&server, "open_storage")
+        .iter()
+        .map(|l| l.get("bets").unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        resumed.windows(2).all(|w| w[0] < w[1]),
+        "bets at each start: {resumed:?}"
+    );
+    assert_eq!(lines(&server, "listen").len(), CRASHES + 1);
+    assert_eq!(lines(&server, "sorteo").len(), 1);
+    assert!(
+        lines(&server, "shutdown").is_empty(),
+        "crashes, never a shutdown"
+    );
+
+    // The bets volume: every bet of every agency file, exactly once.
+    let stored: Vec<Vec<String>> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(d.dir.join("bets/bets.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    let mut count: BTreeMap<&Vec<String>, i64> = BTreeMap::new();
+    for row in &stored {
+        *count.entry(row).or_default() += 1;
+    }
+    for row in &expected {
+        *count.entry(row).or_default() -= 1;
+    }
+    let wrong: Vec<_> = count.iter().filter(|&(_, &n)| n != 0).take(5).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} rows stored for {} bets; rows stored more (+) or fewer (-) times \
+         than once, first 5: {wrong:?}",
+        stored.len(),
+        expected.len()
+    );
+
+    // What the policy does not cover: `docker kill` is a manual stop.
+    sh(Command::new("docker").args(["kill", "server"]));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !running("server") && exit_code("server") == 137,
+        "`docker kill` restarted the server: this engine treats it as a crash \
+         (update the README's Deployment section)"
+    );
+    // `make docker-compose-down`'s stop: SIGTERM, exit 0, no restart loop.
+    sh(d.compose().args(["start", "server"]));
+    wait("the server started by hand", &mut || {
+        running("server")
+            && run(&logs("server"), CRASHES + 1).contains("action: listen | result: success")
+    });
+    sh(d.compose().args(["stop", "-t", "10"]));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !running("server"),
+        "stopped with exit 0, the server was restarted"
+    );
+    assert_eq!(exit_code("server"), 0);
+    assert_eq!(
+        restart_count("server"),
+        0,
+        "a manual start resets the count; no restart since"
+    );
+}
