@@ -328,18 +328,29 @@ fn read_bets(bets: &[u8], round: &mut Round) -> Result<(), RecoveryError> {
         let read = reader.read_byte_record(&mut record);
         let end = reader.position().byte() as usize;
         // A row is complete when its newline is in the file and is not inside
-        // a quoted name left open: the last row torn right after a line break
-        // in a name has an odd number of quotes.
-        let open_quote = end >= bets.len()
-            && bets[complete.min(end)..end]
-                .iter()
-                .filter(|&&b| b == b'"')
-                .count()
-                % 2
-                == 1;
-        let terminated = end > complete && bets.get(end - 1) == Some(&b'\n') && !open_quote;
+        // a quoted name left open. The server's writer quotes a name holding a
+        // quote and doubles it, so every row it writes has an even number of
+        // quotes: an odd number means a quote left open by a tear (the last
+        // row, torn right after a line break in a name) or a row this server
+        // did not write (any other row: refused, so that a row is never read
+        // as a bet at one start and as a torn tail at the next).
+        let odd_quotes = bets[complete.min(end)..end]
+            .iter()
+            .filter(|&&b| b == b'"')
+            .count()
+            % 2
+            == 1;
+        let last = end >= bets.len();
+        let terminated =
+            end > complete && bets.get(end - 1) == Some(&b'\n') && !(odd_quotes && last);
         match read {
             Ok(false) => break,
+            Ok(true) if terminated && odd_quotes => {
+                return Err(RecoveryError::BadRow {
+                    line: line + 1,
+                    reason: "a quote left open before more rows".into(),
+                });
+            }
             Ok(true) if terminated => {
                 line += 1;
                 let bet = parse_row(&record, round.agencies)
@@ -529,6 +540,28 @@ mod tests {
                 read_round(bytes.as_bytes(), b"", 1, 0).unwrap_or_else(|e| panic!("{tail:?}: {e}"));
             assert_eq!((round.rows, round.bets_torn), (1, tail.len()), "{tail:?}");
         }
+    }
+
+    /// What a fuzzer found: a complete row with a stray quote read as a bet
+    /// while more bytes followed it, and as a torn tail once they were cut.
+    #[test]
+    fn a_row_is_read_the_same_at_every_start() {
+        let stray = "1,Q\",n,0,0001-01-01,1\n";
+        assert_eq!(
+            read_round(format!("{stray}h").as_bytes(), b"", 2, 0),
+            Err(RecoveryError::BadRow {
+                line: 1,
+                reason: "a quote left open before more rows".into()
+            })
+        );
+        let round = read_round(stray.as_bytes(), b"", 2, 0).unwrap();
+        assert_eq!(
+            (round.rows, round.bets_torn),
+            (0, stray.len()),
+            "torn, and only torn"
+        );
+        let again = read_round(b"", b"", 2, 0).unwrap();
+        assert_eq!((again.rows, again.bets_torn), (0, 0));
     }
 
     #[test]

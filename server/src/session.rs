@@ -64,10 +64,17 @@ pub enum SessionError {
         stored: (u32, u32),
         sent: (u32, u32),
     },
-    /// An agency that had finished sent more bets, or ended after fewer.
+    /// An agency that had finished sent more bets than it finished with.
     AfterFinish {
         agency: u16,
         finished_with: u64,
+        sent: usize,
+    },
+    /// A connection ended its stream after resending fewer bets than its
+    /// agency has stored: its end would cover bets it never sent.
+    EndedShort {
+        agency: u16,
+        stored: usize,
         sent: usize,
     },
     Storage(StorageError),
@@ -119,17 +126,17 @@ impl fmt::Display for SessionError {
                 agency,
                 finished_with,
                 sent,
-            } if *sent as u64 > *finished_with => write!(
+            } => write!(
                 f,
                 "agency {agency} finished with {finished_with} bets, and this connection sent bet {sent}; nothing of this batch is stored"
             ),
-            SessionError::AfterFinish {
+            SessionError::EndedShort {
                 agency,
-                finished_with,
+                stored,
                 sent,
             } => write!(
                 f,
-                "agency {agency} finished with {finished_with} bets, and this connection ended after {sent}"
+                "agency {agency} has {stored} bets stored, and this connection ended after {sent}; its end is not taken"
             ),
             SessionError::Storage(e) => write!(f, "storage failed: {e}"),
         }
@@ -584,8 +591,9 @@ impl Session {
 
     /// The exactly-once check of a batch from a reconnected or finished
     /// agency: every valid bet at a stored place must be the stored one
-    /// (document and number, in order); a finished agency may neither send
-    /// more bets than it finished with nor end with fewer.
+    /// (document and number, in order); a finished agency may not send more
+    /// bets than it finished with; and no connection may end its stream
+    /// before it has resent every stored bet.
     fn check_resent<W: Durable>(
         &self,
         agency: u16,
@@ -620,14 +628,14 @@ impl Session {
             }
             at += 1;
         }
-        match finished_with {
-            Some(n) if batch.ends && (at as u64) < n => Err(SessionError::AfterFinish {
+        if batch.ends && at < stored.len() {
+            return Err(SessionError::EndedShort {
                 agency,
-                finished_with: n,
+                stored: stored.len(),
                 sent: at,
-            }),
-            _ => Ok(()),
+            });
         }
+        Ok(())
     }
 
     fn reply_echo(&mut self, line: &[u8]) {

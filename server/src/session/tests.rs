@@ -457,6 +457,17 @@ fn a_resent_bet_that_is_not_the_stored_one_is_refused_with_its_batch() {
     h.end_turn();
     assert_eq!(h.stored().lines().count(), 2);
     assert!(h.take_output(2).is_empty());
+
+    // Nor may a connection end before it resent every stored bet: its end
+    // ack would cover bets it never sent (found by the fuzzer).
+    h.connect(3);
+    let err = h.feed(3, &raw(1, 2, &[END_FRAME])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agency 1 has 2 bets stored, and this connection ended after 0; its end is not taken"
+    );
+    h.end_turn();
+    assert!(!h.app.lottery.is_finished(1));
 }
 
 /// An agency that finished may come back (a restarted client waiting for the
@@ -515,7 +526,7 @@ fn a_finished_agency_that_reconnects_gets_its_winners_and_adds_nothing() {
     let err = h.feed(6, &stream(1, &b1[..2], 103)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "agency 1 finished with 3 bets, and this connection ended after 2"
+        "agency 1 has 3 bets stored, and this connection ended after 2; its end is not taken"
     );
     assert_eq!(h.stored().lines().count(), 4);
 }
