@@ -35,6 +35,18 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 .PHONY: lint
 
+# The cargo-fuzz targets (fuzz/, its own workspace; see the README's Tests):
+# their checks as plain tests, then `session` and `recovery` side by side for
+# FUZZ_SECONDS each; fails on a crash and prints the input. Needs cargo-fuzz
+# (`.ci/run` installs it). FUZZ_SANITIZER=address builds with ASan.
+FUZZ_SECONDS ?= 60
+FUZZ_SANITIZER ?= none
+fuzz:
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+	FUZZ_SANITIZER=$(FUZZ_SANITIZER) bash fuzz/run.sh $(FUZZ_SECONDS)
+.PHONY: fuzz
+
 ## Docker
 
 # Compose v2, the busybox image for the echo check, an engine if none answers.
