@@ -120,6 +120,13 @@ pub struct Server {
     /// when met): who is closed to admit a new peer at the cap.
     unidentified: VecDeque<(usize, u64)>,
     accepted: u64,
+    evictions: Evictions,
+}
+
+/// Connections closed at `MAX_CONNECTIONS` and not yet logged.
+struct Evictions {
+    since_line: u64,
+    logged_at: Instant,
 }
 
 /// What the last progress line said, to log the next only when something
@@ -217,6 +224,10 @@ impl Server {
             max_connections,
             unidentified: VecDeque::new(),
             accepted: 0,
+            evictions: Evictions {
+                since_line: 0,
+                logged_at: Instant::now() - PROGRESS_EVERY,
+            },
         })
     }
 
@@ -353,12 +364,22 @@ impl Server {
             if conn.closing || conn.session.agency().is_some() {
                 continue;
             }
-            warn!(
-                "action: close_connection | result: success | ip: {} | reason: at MAX_CONNECTIONS ({}), the oldest connection that named no agency makes room for {}",
-                conn.session.peer().ip(),
-                self.max_connections,
-                peer.ip()
-            );
+            // Under attack this happens thousands of times a second: the
+            // first is logged at once, the rest counted and summed up every
+            // few seconds (a log line costs more than the close).
+            if self.evictions.since_line == 0
+                && self.evictions.logged_at.elapsed() >= PROGRESS_EVERY
+            {
+                warn!(
+                    "action: close_connection | result: success | ip: {} | closed: 1 | reason: at MAX_CONNECTIONS ({}), the oldest connection that named no agency makes room for {}",
+                    conn.session.peer().ip(),
+                    self.max_connections,
+                    peer.ip()
+                );
+                self.evictions.logged_at = Instant::now();
+            } else {
+                self.evictions.since_line += 1;
+            }
             // Freed now, not at the end of the turn: the place is needed now.
             self.close(key, log::Level::Debug);
             self.to_commit.retain(|&k| k != key);
@@ -499,6 +520,16 @@ impl Server {
         self.app.state.sync()?;
         if now >= self.progress.at + PROGRESS_EVERY {
             self.log_progress(now);
+        }
+        if self.evictions.since_line > 0 && now >= self.evictions.logged_at + PROGRESS_EVERY {
+            warn!(
+                "action: close_connection | result: success | closed: {} | reason: at MAX_CONNECTIONS ({}), the oldest connections that named no agency made room for new ones",
+                self.evictions.since_line, self.max_connections
+            );
+            self.evictions = Evictions {
+                since_line: 0,
+                logged_at: now,
+            };
         }
         if now >= self.next_sweep {
             self.sweep_stalled(now);

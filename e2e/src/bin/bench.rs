@@ -152,7 +152,7 @@ fn main() {
     .unwrap();
     writeln!(
         table,
-        "20 agencies × 50,000 bets: {calm:.0} bets/s alone, {under_attack:.0} bets/s beside {HOSTILE_PEERS} slow-byte peers (ratio {:.2})",
+        "20 agencies × 250,000 bets: {calm:.0} bets/s alone, {under_attack:.0} bets/s beside {HOSTILE_PEERS} slow-byte peers (ratio {:.2})",
         under_attack / calm
     )
     .unwrap();
@@ -270,7 +270,7 @@ fn roofline(dir: &Path, agencies: u16, per_agency: usize, group: usize) -> f64 {
     rate
 }
 
-/// Bets/s of 20 agencies × 50,000 bets through the real server, beside
+/// Bets/s of 20 agencies × 250,000 bets through the real server, beside
 /// `hostile` slow-byte peers (0: alone). The server runs with its default
 /// `MAX_CONNECTIONS` (three quarters of the descriptor limit), so past it the
 /// oldest silent peers are closed to admit the agencies.
@@ -305,7 +305,7 @@ fn hostile(out: &Path, hostile: usize) -> f64 {
     let report = run(&LoadConfig {
         address: server.address().parse().unwrap(),
         agencies: 20,
-        bets_per_agency: 50_000,
+        bets_per_agency: 250_000,
         winners_per_agency: 1,
         per_batch: 103,
         window: 8,
