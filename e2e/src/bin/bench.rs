@@ -9,7 +9,9 @@
 //!    median of three runs each;
 //! 3. server memory per connection: idle, mid-batch, idle after two full
 //!    batches, and waiting for the draw;
-//! 4. the 5-agency course dataset end to end with the real client binaries.
+//! 4. the 5-agency course dataset end to end with the real client binaries;
+//! 5. 20 agencies alone and beside 20,000 slow-byte peers (`bench slow-peers`
+//!    is the child process that holds half of them).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
