@@ -73,11 +73,16 @@ impl fmt::Display for ProtocolError {
                 got,
             } => write!(
                 f,
-                "ack {index} is for document {} number {}, but bet {index} was document {} number {}",
-                got.0, got.1, expected.0, expected.1
+                "ack {} is for document {} number {}, but bet {} (counted from 1, as the server counts) was document {} number {}",
+                index + 1,
+                got.0,
+                got.1,
+                index + 1,
+                expected.0,
+                expected.1
             ),
             ProtocolError::UnexpectedEndAck { index } => {
-                write!(f, "end ack where the ack of bet {index} was due")
+                write!(f, "end ack where the ack of bet {} was due", index + 1)
             }
             ProtocolError::MissingEndAck { got } => write!(
                 f,
@@ -234,6 +239,13 @@ impl Agency {
         self.input.clear();
         self.awaiting_winners = false;
         self.done = false;
+    }
+
+    /// Where this connection's stream of replies stands: bets acked, and
+    /// whether the end ack came. Two connections the server closed at the
+    /// same place, with no progress between, were refused there.
+    pub fn position(&self) -> (usize, bool) {
+        (self.next_bet, self.awaiting_winners)
     }
 
     /// The most batches any connection of this conversation had fully acked:

@@ -393,7 +393,7 @@ mod tests {
             check
                 .on_input(&bytes, Instant::now(), &mut Vec::new())
                 .unwrap_err()
-                .contains("ack 0")
+                .contains("ack 1 ")
         );
 
         let (mut check, bets, winners) = fresh();

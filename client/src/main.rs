@@ -9,7 +9,7 @@ use client::cli::{self, Command};
 use client::config::{Config, Mode};
 use client::data::load_bets;
 use client::link::{Conversation, Link, Stop};
-use client::reconnect::{Next, Reconnect};
+use client::reconnect::{Next, REFUSALS, Reconnect};
 use log::{Level, LevelFilter, debug, error, info, log, warn};
 use lottery_protocol::{Bet, Status};
 use tp0_log::field;
@@ -358,6 +358,22 @@ fn send_bets(
         link.close();
         if talk.agency.acked_ever() > acked {
             retry.progress();
+        }
+        let (bets_acked, ended) = talk.agency.position();
+        if retry.closed_at((bets_acked, ended)) {
+            let refused = format!(
+                "the server closed {REFUSALS} connections in a row at the same place ({bets_acked} bets acked on each): it refuses this agency's stream there, and its log says why (a resent bet that is not the one it stored, an agency the draw's deadline left out, a server full of agencies)"
+            );
+            error!(
+                "action: reconnect | result: fail | client_id: {} | lost: {} | error: {}",
+                config.id,
+                field(&lost),
+                field(&refused)
+            );
+            return Err(Failure::Stop(Stop::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                refused,
+            ))));
         }
         reconnect(config, link, &mut retry, &lost, talk.agency.acked_ever())?;
         talk.agency.restart();

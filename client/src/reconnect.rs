@@ -27,6 +27,11 @@ use std::time::{Duration, Instant};
 pub const FIRST_DELAY: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts.
 pub const MAX_DELAY: Duration = Duration::from_secs(1);
+/// Connections the server closes at the same place in the stream, with no
+/// progress between, before the client takes it for a refusal (a resent bet
+/// the server holds otherwise, an agency the draw's deadline left out, a
+/// server full of agencies) and gives up at once.
+pub const REFUSALS: u32 = 5;
 
 /// What to do after a loss or a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,9 @@ pub struct Reconnect {
     attempts: u32,
     /// The wait before the next attempt.
     delay: Duration,
+    /// Where the server last closed an established connection, and how many
+    /// times in a row it closed there.
+    closed_at: Option<((usize, bool), u32)>,
 }
 
 impl Reconnect {
@@ -61,7 +69,28 @@ impl Reconnect {
             down_since: None,
             attempts: 0,
             delay: FIRST_DELAY,
+            closed_at: None,
         }
+    }
+
+    /// An established connection was closed by the server at `position` (the
+    /// replies it had sent on it, see [`crate::agency::Agency::position`]).
+    /// True when that is the [`REFUSALS`]th close in a row at the same place
+    /// with no progress: a refusal, not a lost connection, and retrying
+    /// will not change it. A close while waiting for the draw (after the end
+    /// ack) is never a refusal: a server restarted again and again closes
+    /// there too, and the budget decides.
+    pub fn closed_at(&mut self, position: (usize, bool)) -> bool {
+        if position.1 {
+            self.closed_at = None;
+            return false;
+        }
+        let times = match self.closed_at {
+            Some((at, n)) if at == position => n + 1,
+            _ => 1,
+        };
+        self.closed_at = Some((position, times));
+        times >= REFUSALS
     }
 
     /// Whether a lost connection is worth a new one at all.
@@ -113,6 +142,7 @@ impl Reconnect {
         self.used = Duration::ZERO;
         self.attempts = 0;
         self.delay = FIRST_DELAY;
+        self.closed_at = None;
     }
 
     /// The budget left at `now`.
@@ -284,5 +314,36 @@ mod tests {
         assert_eq!(down, budget, "the downtime is the budget");
         assert_eq!(rounds, 7, "50+100+200+400+800+1000+450 ms of waits");
         assert_eq!(now, t0 + budget + rounds * ms(20));
+    }
+
+    #[test]
+    fn the_same_close_three_times_is_a_refusal() {
+        let mut policy = Reconnect::new(ms(30_000));
+        for _ in 1..REFUSALS {
+            assert!(!policy.closed_at((4, false)));
+        }
+        assert!(
+            policy.closed_at((4, false)),
+            "five in a row at the same place"
+        );
+        for _ in 0..10 {
+            assert!(
+                !policy.closed_at((7, true)),
+                "waiting for the draw: the budget decides"
+            );
+        }
+        let mut policy = Reconnect::new(ms(30_000));
+        assert!(!policy.closed_at((4, false)));
+        assert!(
+            !policy.closed_at((9, false)),
+            "a server crash lands elsewhere"
+        );
+        assert!(!policy.closed_at((4, false)));
+        policy.progress();
+        assert!(!policy.closed_at((4, false)));
+        assert!(
+            !policy.closed_at((4, false)),
+            "progress starts the count again"
+        );
     }
 }

@@ -644,3 +644,48 @@ fn the_real_server_killed_and_restarted_is_only_a_delay() {
     server.signal("TERM");
     server.wait_exit(MINUTE);
 }
+
+/// A refusal is not a lost connection: the real server closes a connection
+/// whose resent bet is not the one it stored, at the same place every time,
+/// and the client says so after a few tries instead of retrying for the
+/// whole `reconnectTimeout` and then blaming the network.
+#[test]
+fn a_server_that_refuses_the_stream_is_given_up_on_with_the_reason() {
+    let dir = scratch("refused");
+    let server = Server::start(&dir, 2, &[]);
+    // Agency 2 stored other bets than the file the client will send.
+    let stored = agency_bets(2, 3, 0, 71);
+    let frames: Vec<_> = stored.iter().map(|b| b.view().encode()).collect();
+    let mut mock = Mock::connect(&server.address());
+    mock.send(&raw_stream(2, 3, &frames));
+    mock.recv(3 * lottery_protocol::ACK_LEN);
+    drop(mock);
+    let file = write_agency_file(&dir, 2, &agency_bets(2, 5, 1, 72));
+    let started = Instant::now();
+    let output = run(
+        agency_client(
+            &server.address(),
+            &file,
+            &[("CLI_ID", "2"), ("CLI_SERVER_RECONNECTTIMEOUT", "30s")],
+        ),
+        MINUTE,
+    );
+    let log = text(&output);
+    assert!(!output.status.success(), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "not the whole 30 s: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        log.contains("it refuses this agency's stream there"),
+        "{log}"
+    );
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains("agency 2 sent bet 1 as document")),
+        "the server's log says why"
+    );
+}

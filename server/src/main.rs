@@ -11,6 +11,13 @@ use tp0_log::field;
 
 fn main() -> ExitCode {
     tp0_log::end_on_closed_output();
+    // A file-size limit (RLIMIT_FSIZE) must fail a write with EFBIG, which the
+    // storage answers by cutting the file back and naming it, not kill the
+    // server mid-row with SIGXFSZ.
+    // SAFETY: setting a signal's disposition at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let file = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(file)) => file,
         Ok(Command::Help) => {

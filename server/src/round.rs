@@ -30,6 +30,11 @@ use lottery_protocol::{Bet, WINNING_NUMBER};
 /// The state file's format version.
 pub const FORMAT: u32 = 1;
 
+/// The longest row the server writes: the agency, two names of 30 bytes,
+/// each quoted with every byte a doubled quote at worst, the document, the
+/// date, the number, the commas and the newline.
+pub const MAX_ROW_LEN: usize = 5 + 2 * (2 + 2 * 30) + 10 + 10 + 10 + 5 + 1;
+
 /// One event of a round, as a line of its state file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -235,11 +240,12 @@ pub fn read_round(
                 round.agency[a].finished = Some(*bets);
             }
             Entry::Drawn { excluded } => {
-                if round.drawn.is_some() {
+                // The draw runs when every agency finished, or at the deadline
+                // without exactly those that had not: anything else is not a
+                // state file this server wrote.
+                let unfinished = unfinished(&round);
+                if round.drawn.is_some() || *excluded != unfinished {
                     return Err(bad());
-                }
-                for &a in excluded {
-                    slot(&round, a).ok_or_else(bad)?;
                 }
                 round.drawn = Some(excluded.clone());
             }
@@ -382,6 +388,23 @@ fn read_bets(bets: &[u8], round: &mut Round) -> Result<(), RecoveryError> {
         }
     }
     round.bets_torn = bets.len() - complete;
+    // A torn row is the start of a row this server writes: short, and
+    // beginning with an agency number. Anything else after the last complete
+    // row (a file that was never a bets file, say) is not cut but refused.
+    let tail = &bets[complete..];
+    let agency_digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+    let looks_torn = tail.len() <= MAX_ROW_LEN
+        && agency_digits <= 5
+        && (agency_digits == tail.len() || (agency_digits > 0 && tail[agency_digits] == b','));
+    if !tail.is_empty() && !looks_torn {
+        return Err(RecoveryError::BadRow {
+            line: line + 1,
+            reason: format!(
+                "{} bytes after the last complete row are not the start of a row",
+                tail.len()
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -562,6 +585,53 @@ mod tests {
         );
         let again = read_round(b"", b"", 2, 0).unwrap();
         assert_eq!((again.rows, again.bets_torn), (0, 0));
+    }
+
+    #[test]
+    fn only_the_start_of_a_row_is_a_torn_tail() {
+        let row = "1,Ana,B,1,1990-01-01,7\n";
+        for (tail, torn) in [
+            ("2", true),
+            ("12,Jua", true),
+            ("12345,", true),
+            ("important notes, do not delete", false),
+            (",x", false),
+            ("123456,", false),
+        ] {
+            let bytes = format!("{row}{tail}");
+            let got = read_round(bytes.as_bytes(), b"", 9, 0);
+            assert_eq!(got.is_ok(), torn, "{tail:?}: {got:?}");
+        }
+        // A file that holds nothing but such text is refused, not emptied.
+        assert!(read_round(b"important notes, do not delete", b"", 9, 0).is_err());
+        let long = format!("1,{}", "x".repeat(MAX_ROW_LEN));
+        assert!(
+            read_round(long.as_bytes(), b"", 9, 0).is_err(),
+            "longer than any row"
+        );
+    }
+
+    #[test]
+    fn a_draw_that_cannot_have_run_is_refused() {
+        let h = "round 1 agencies 3 started 1\n";
+        for state in [
+            format!("{h}finished 1 0\ndrawn\n"),
+            format!("{h}finished 1 0\ndrawn excluded 2\n"),
+            format!("{h}drawn excluded 1 2 3 4\n"),
+        ] {
+            assert!(
+                matches!(
+                    read_round(b"", state.as_bytes(), 3, 0),
+                    Err(RecoveryError::BadEntry { .. })
+                ),
+                "{state:?}"
+            );
+        }
+        let fine = format!("{h}finished 1 0\ndrawn excluded 2 3\n");
+        assert_eq!(
+            read_round(b"", fine.as_bytes(), 3, 0).unwrap().drawn,
+            Some(vec![2, 3])
+        );
     }
 
     #[test]

@@ -37,6 +37,11 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_BUDGET: usize = 256 * 1024;
 /// Events taken per `poll`.
 const EVENTS: usize = 1024;
+/// Connections accepted per loop turn (Redis' `MAX_ACCEPTS_PER_CALL` idea):
+/// the rest wait for the next turn, so the ones just accepted are read (and
+/// an agency names itself) before a flood of new peers could push them out
+/// at `MAX_CONNECTIONS`, and a flood cannot starve the established peers.
+const ACCEPTS_PER_TURN: usize = 64;
 /// How often the round's progress is logged while something happens.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Pending agencies named in a progress line; more are counted.
@@ -106,6 +111,9 @@ pub struct Server {
     /// the backlog; the edge-triggered listener will not say so again, so
     /// accepting is retried whenever a connection is freed.
     accept_backlogged: bool,
+    /// The turn's accept budget ran out with peers perhaps still waiting;
+    /// the edge-triggered listener will not say so again: accept next turn.
+    accept_more: bool,
     next_sweep: Instant,
     /// Sessions waiting for a time (their winners' delay), earliest first. A
     /// key freed and reused meanwhile only costs its new session a no-op.
@@ -144,7 +152,14 @@ impl Server {
     /// server on the file, port in use, unreadable files); until the lock is
     /// held and the port bound, no file is changed.
     pub fn new(config: Config) -> io::Result<Server> {
-        let locked = lock_existing(&config.bets_file).map_err(io::Error::other)?;
+        let limit = descriptor_limit();
+        let max_connections = connection_cap(&config, limit).map_err(io::Error::other)?;
+        // Echo only (AGENCIES=0): no round, and no round file is touched.
+        let locked = if config.agencies > 0 {
+            lock_existing(&config.bets_file).map_err(io::Error::other)?
+        } else {
+            None
+        };
         let poll = Poll::new()?;
         let address = SocketAddr::new(config.ip, config.port);
         let mut listener = bind(address, config.listen_backlog)
@@ -152,54 +167,33 @@ impl Server {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let files = open_round(&config.bets_file, locked, config.agencies, now_unix)
-            .map_err(io::Error::other)?;
-        let opened = &files.opened;
-        info!(
-            "action: open_storage | result: success | file: {} | round: {} | bets: {} | agencies_finished: {} | drawn: {}{}{}{}",
-            field(config.bets_file.display()),
-            if opened.resumed { "resumed" } else { "new" },
-            files.round.rows,
-            crate::round::finished(&files.round).len(),
-            files.round.drawn.is_some(),
-            opened.archived.as_ref().map_or(String::new(), |p| format!(
-                " | previous_round_archived_as: {}",
-                field(p.display())
-            )),
-            if opened.bets_cut > 0 {
-                format!(" | torn_row_bytes_cut: {}", opened.bets_cut)
-            } else {
-                String::new()
-            },
-            if opened.state_cut > 0 {
-                format!(" | torn_state_bytes_cut: {}", opened.state_cut)
-            } else {
-                String::new()
-            },
-        );
-        let started = files.round.started;
-        let store =
-            Store::resume(files.bets, files.round.rows, files.bets_len).named(&config.bets_file);
-        let state = StateLog::new(files.state, files.state_len)
-            .named(&crate::storage::state_path(&config.bets_file));
-        let mut app = App::resume(files.round, store, state).map_err(io::Error::other)?;
-        app.started = started;
+        let app = if config.agencies > 0 {
+            open_app(&config, locked, now_unix)?
+        } else {
+            info!(
+                "action: open_storage | result: success | round: none | reason: AGENCIES is 0, echo only"
+            );
+            let null = || std::fs::OpenOptions::new().write(true).open("/dev/null");
+            App::new(0, Store::new(null()?), StateLog::new(null()?, 0))
+        };
+        let started = app.started;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let max_connections = config
-            .max_connections
-            .unwrap_or_else(|| max_connections_for(descriptor_limit()));
         let deadline = config.draw_deadline.map(|d| {
             let at = started.saturating_add(d.as_secs());
             Instant::now() + Duration::from_secs(at.saturating_sub(now_unix))
         });
         info!(
-            "action: listen | result: success | address: {} | agencies: {} | max_connections: {max_connections}",
+            "action: listen | result: success | address: {} | agencies: {} | max_connections: {max_connections} | draw_deadline: {}",
             listener.local_addr()?,
-            config.agencies
+            config.agencies,
+            config
+                .draw_deadline
+                .map_or("off".to_owned(), |d| humantime::format_duration(d)
+                    .to_string())
         );
         Ok(Server {
             poll,
@@ -214,6 +208,7 @@ impl Server {
             to_flush: Vec::new(),
             to_close: Vec::new(),
             accept_backlogged: false,
+            accept_more: false,
             timers: BTreeSet::new(),
             progress: Progress {
                 at: Instant::now(),
@@ -236,18 +231,19 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         loop {
-            let timeout = if self.to_commit.is_empty() && self.to_flush.is_empty() {
-                let mut wake = match self.timers.first() {
-                    Some(&(at, _)) => at.min(self.next_sweep),
-                    None => self.next_sweep,
+            let timeout =
+                if self.to_commit.is_empty() && self.to_flush.is_empty() && !self.accept_more {
+                    let mut wake = match self.timers.first() {
+                        Some(&(at, _)) => at.min(self.next_sweep),
+                        None => self.next_sweep,
+                    };
+                    if let Some(deadline) = self.deadline.filter(|_| !self.app.lottery.drawn()) {
+                        wake = wake.min(deadline);
+                    }
+                    wake.saturating_duration_since(Instant::now())
+                } else {
+                    Duration::ZERO // work carried over from the last turn
                 };
-                if let Some(deadline) = self.deadline.filter(|_| !self.app.lottery.drawn()) {
-                    wake = wake.min(deadline);
-                }
-                wake.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO // work carried over from the last turn
-            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 // A signal arrived during the wait: the signal source reports it.
@@ -280,7 +276,8 @@ impl Server {
     /// Accepts until `WouldBlock`. A failed accept (out of descriptors) is
     /// logged; the pending peers stay in the backlog for the next event.
     fn accept(&mut self, now: Instant) {
-        loop {
+        self.accept_more = false;
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -350,6 +347,8 @@ impl Server {
                 }
             }
         }
+        // The budget ran out: go on next turn.
+        self.accept_more = true;
     }
 
     /// At `MAX_CONNECTIONS`: frees a place for a new peer by closing the
@@ -423,8 +422,12 @@ impl Server {
                 Io::Eof => break conn.session.on_eof(),
                 Io::WouldBlock => break Ok(()),
                 Io::Error(e) => {
+                    let agency = conn
+                        .session
+                        .agency()
+                        .map_or(String::new(), |a| format!(" | agencia: {a}"));
                     warn!(
-                        "action: receive_batch | result: fail | ip: {} | error: {}",
+                        "action: receive_batch | result: fail | ip: {}{agency} | error: {}",
                         conn.session.peer().ip(),
                         field(&e)
                     );
@@ -536,7 +539,7 @@ impl Server {
             self.next_sweep = now + sweep_interval(self.config.stall_timeout);
         }
         let freed = self.close_marked();
-        if freed && self.accept_backlogged {
+        if (freed && self.accept_backlogged) || self.accept_more {
             self.accept(now);
         }
         Ok(())
@@ -771,6 +774,91 @@ impl Server {
     }
 }
 
+/// Opens the round at the configured bets file (lock already held, or none
+/// found) and logs what the start found: a new round, one resumed, one
+/// archived, bytes cut, a missing state file, winners still owed.
+fn open_app(config: &Config, locked: Option<File>, now_unix: u64) -> io::Result<App<File>> {
+    let files = open_round(&config.bets_file, locked, config.agencies, now_unix)
+        .map_err(io::Error::other)?;
+    let opened = &files.opened;
+    let round = &files.round;
+    let mut notes = String::new();
+    if let Some(archived) = &opened.archived {
+        notes += &format!(
+            " | previous_round_archived_as: {}",
+            field(archived.display())
+        );
+    }
+    if opened.bets_cut > 0 {
+        notes += &format!(" | torn_row_bytes_cut: {}", opened.bets_cut);
+    }
+    if opened.state_cut > 0 {
+        notes += &format!(" | torn_state_bytes_cut: {}", opened.state_cut);
+    }
+    if let Some(excluded) = &round.drawn {
+        let owed: Vec<String> = (1..=round.agencies)
+            .filter(|a| !excluded.contains(a))
+            .filter(|&a| !round.agency[usize::from(a)].delivered)
+            .map(|a| a.to_string())
+            .collect();
+        notes += &format!(" | winners_owed_to: {}", owed.join(","));
+    }
+    info!(
+        "action: open_storage | result: success | file: {} | round: {} | bets: {} | agencies_finished: {} | drawn: {}{notes}",
+        field(config.bets_file.display()),
+        if opened.resumed { "resumed" } else { "new" },
+        round.rows,
+        crate::round::finished(round).len(),
+        round.drawn.is_some(),
+    );
+    if opened.state_missing {
+        warn!(
+            "action: open_storage | result: success | file: {} | warning: no state file beside the rows: they are resumed as a round for AGENCIES={} started now; which agencies had finished is not known until they end again",
+            field(config.bets_file.display()),
+            config.agencies
+        );
+    }
+    let started = round.started;
+    let store =
+        Store::resume(files.bets, files.round.rows, files.bets_len).named(&config.bets_file);
+    let state = StateLog::new(files.state, files.state_len)
+        .named(&crate::storage::state_path(&config.bets_file));
+    let mut app = App::resume(files.round, store, state).map_err(io::Error::other)?;
+    app.started = started;
+    Ok(app)
+}
+
+/// `MAX_CONNECTIONS` as it will hold: the configured value, at most what the
+/// descriptor limit allows (with a warning), or derived from it. Every
+/// agency holds a connection while it waits for the draw, so a cap that
+/// leaves no room beyond `AGENCIES` would deadlock the round: an error.
+fn connection_cap(config: &Config, limit: u64) -> Result<usize, String> {
+    let room = max_connections_for(limit);
+    let cap = match config.max_connections {
+        Some(asked) if asked > room => {
+            warn!(
+                "action: config | result: success | warning: MAX_CONNECTIONS {asked} is above what the descriptor limit ({limit}) allows; using {room}"
+            );
+            room
+        }
+        Some(asked) => asked,
+        None => room,
+    };
+    if config.agencies > 0 && cap <= usize::from(config.agencies) {
+        return Err(match config.max_connections {
+            Some(_) => format!(
+                "MAX_CONNECTIONS ({cap}) must be above AGENCIES ({}): every agency holds a connection while it waits for the draw",
+                config.agencies
+            ),
+            None => format!(
+                "the descriptor limit ({limit}) allows {cap} connections, not more than AGENCIES ({}): every agency holds one while it waits for the draw; raise it (ulimit -n)",
+                config.agencies
+            ),
+        });
+    }
+    Ok(cap)
+}
+
 /// The accept(2) errors that concern one pending connection, not the
 /// listener: Linux passes the new socket's pending network errors up through
 /// accept, and the man page says to treat them like `EAGAIN` and retry. Every
@@ -836,6 +924,40 @@ fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_room_beyond_the_agencies() {
+        let config = |agencies: u16, max: Option<usize>| {
+            let env = |k: &str| match k {
+                "AGENCIES" => Some(agencies.to_string()),
+                "MAX_CONNECTIONS" => max.map(|m| m.to_string()),
+                _ => None,
+            };
+            let ini = "[DEFAULT]\nSERVER_PORT=1\nSERVER_IP=\nSERVER_LISTEN_BACKLOG=1\nLOGGING_LEVEL=INFO\n";
+            Config::parse(ini, env, |_| Ok(vec![])).unwrap().0
+        };
+        assert_eq!(connection_cap(&config(5, None), 20_000), Ok(15_000));
+        assert_eq!(connection_cap(&config(5, Some(100)), 20_000), Ok(100));
+        assert_eq!(
+            connection_cap(&config(5, Some(50_000)), 20_000),
+            Ok(15_000),
+            "clamped"
+        );
+        assert_eq!(
+            connection_cap(&config(20, Some(16)), 20_000),
+            Err("MAX_CONNECTIONS (16) must be above AGENCIES (20): every agency holds a connection while it waits for the draw".into())
+        );
+        assert!(
+            connection_cap(&config(2000, None), 1024)
+                .unwrap_err()
+                .contains("raise it (ulimit -n)")
+        );
+        assert_eq!(
+            connection_cap(&config(0, Some(16)), 20_000),
+            Ok(16),
+            "echo only"
+        );
+    }
 
     #[test]
     fn accept_errors_about_one_peer_are_retried_at_once() {

@@ -119,7 +119,7 @@ impl fmt::Display for SessionError {
                 sent,
             } => write!(
                 f,
-                "agency {agency} resent bet {position} as document {} number {}, but the stored bet {position} is document {} number {}; nothing of this batch is stored",
+                "agency {agency} sent bet {position} as document {} number {}, but the stored bet {position} is document {} number {}; nothing of this batch is stored",
                 sent.0, sent.1, stored.0, stored.1
             ),
             SessionError::AfterFinish {

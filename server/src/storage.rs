@@ -402,6 +402,9 @@ pub struct Opened {
     pub bets_cut: usize,
     /// Bytes of a torn last line cut from the state file.
     pub state_cut: usize,
+    /// Rows were found with no state file beside them: which agencies had
+    /// finished is not known (they tell again when they end again).
+    pub state_missing: bool,
 }
 
 /// The round's files, locked and positioned for appending.
@@ -438,7 +441,51 @@ pub fn open_round(
         };
         return finish_new(path, agencies, now, opened);
     }
-    let mut bets = match locked {
+    // With no bets file, nothing is created until the round reads back: a
+    // start that is refused leaves the folder as it was.
+    let mut bets = locked;
+    let mut bytes = Vec::new();
+    if let Some(file) = bets.as_mut() {
+        file.read_to_end(&mut bytes)
+            .map_err(io_error(path, "read"))?;
+    }
+    let state_bytes = match std::fs::read(&state_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_error(&state_path, "read")(e)),
+    };
+    let recovered =
+        read_round(&bytes, &state_bytes, agencies, now).map_err(|error| StartError::Recovery {
+            path: path.to_owned(),
+            error,
+        })?;
+    let mut opened = Opened {
+        state_missing: state_bytes.is_empty() && !bytes.is_empty(),
+        ..Opened::default()
+    };
+    if recovered.is_complete() {
+        opened.archived = Some(archive(path, &state_path)?);
+        drop(bets); // unlocks the archived file
+        return finish_new(path, agencies, now, opened);
+    }
+    let untouched = recovered.rows == 0
+        && recovered.drawn.is_none()
+        && crate::round::finished(&recovered).is_empty();
+    if untouched {
+        // Nothing was stored or decided: start afresh, with this AGENCIES
+        // (a torn first row is cut by the fresh start, and said so).
+        opened.bets_cut = recovered.bets_torn;
+        drop(bets);
+        return finish_new(path, agencies, now, opened);
+    }
+    if recovered.agencies != agencies {
+        return Err(StartError::Agencies {
+            path: path.to_owned(),
+            round: recovered.agencies,
+            config: agencies,
+        });
+    }
+    let mut bets = match bets {
         Some(file) => file,
         None => {
             let file = OpenOptions::new()
@@ -451,40 +498,6 @@ pub fn open_round(
             lock(file, path)?
         }
     };
-    let mut bytes = Vec::new();
-    bets.read_to_end(&mut bytes)
-        .map_err(io_error(path, "read"))?;
-    let state_bytes = match std::fs::read(&state_path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_error(&state_path, "read")(e)),
-    };
-    let recovered =
-        read_round(&bytes, &state_bytes, agencies, now).map_err(|error| StartError::Recovery {
-            path: path.to_owned(),
-            error,
-        })?;
-    let mut opened = Opened::default();
-    if recovered.is_complete() {
-        opened.archived = Some(archive(path, &state_path)?);
-        drop(bets); // unlocks the archived file
-        return finish_new(path, agencies, now, opened);
-    }
-    let untouched = recovered.rows == 0
-        && recovered.drawn.is_none()
-        && crate::round::finished(&recovered).is_empty();
-    if untouched {
-        // Nothing was stored or decided: start afresh, with this AGENCIES.
-        drop(bets);
-        return finish_new(path, agencies, now, opened);
-    }
-    if recovered.agencies != agencies {
-        return Err(StartError::Agencies {
-            path: path.to_owned(),
-            round: recovered.agencies,
-            config: agencies,
-        });
-    }
     // Resume: cut what a crash tore (never acknowledged), then append.
     opened.resumed = true;
     opened.bets_cut = recovered.bets_torn;

@@ -452,7 +452,7 @@ fn a_resent_bet_that_is_not_the_stored_one_is_refused_with_its_batch() {
     let err = h.feed(2, &raw(1, 2, &frames)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "agency 1 resent bet 2 as document 1008 number 8, but the stored bet 2 is document 1001 number 1; nothing of this batch is stored"
+        "agency 1 sent bet 2 as document 1008 number 8, but the stored bet 2 is document 1001 number 1; nothing of this batch is stored"
     );
     h.end_turn();
     assert_eq!(h.stored().lines().count(), 2);
