@@ -517,7 +517,7 @@ fn a_wrong_ack_is_not_retried() {
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(
         log.contains(&format!(
-            "action: consulta_ganadores | result: fail | client_id: 1 | error: ack 0 is for document {} number {}, but bet 0 was document {} number {}",
+            "action: consulta_ganadores | result: fail | client_id: 1 | error: ack 1 is for document {} number {}, but bet 1 (counted from 1, as the server counts) was document {} number {}",
             bets[0].document + 1,
             bets[0].number,
             bets[0].document,
