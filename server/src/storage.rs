@@ -382,6 +382,18 @@ pub fn lock_existing(path: &Path) -> Result<Option<File>, StartError> {
     }
 }
 
+/// Opens `path` for reading and writing, creating it if missing, and locks it.
+fn create_locked(path: &Path) -> Result<File, StartError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error(path, "create"))?;
+    lock(file, path)
+}
+
 fn lock(file: File, path: &Path) -> Result<File, StartError> {
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -487,16 +499,7 @@ pub fn open_round(
     }
     let mut bets = match bets {
         Some(file) => file,
-        None => {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(io_error(path, "create"))?;
-            lock(file, path)?
-        }
+        None => create_locked(path)?,
     };
     // Resume: cut what a crash tore (never acknowledged), then append.
     opened.resumed = true;
@@ -550,14 +553,7 @@ fn finish_new(
     now: u64,
     opened: Opened,
 ) -> Result<RoundFiles, StartError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_error(path, "create"))?;
-    let mut bets = lock(file, path)?;
+    let mut bets = create_locked(path)?;
     Durable::truncate(&mut bets, 0).map_err(io_error(path, "empty"))?;
     let state_path = state_path(path);
     let mut state = OpenOptions::new()
@@ -595,9 +591,7 @@ fn finish_new(
 /// overwritten, even by a concurrent start. Returns the bets archive's name.
 fn archive(bets: &Path, state: &Path) -> Result<PathBuf, StartError> {
     for k in 1u32.. {
-        let mut name = bets.as_os_str().to_owned();
-        name.push(format!(".round-{k}"));
-        let to = PathBuf::from(name);
+        let to = archive_name(bets, k);
         let to_state = state_path(&to);
         if to.exists() || to_state.exists() {
             continue;
@@ -614,14 +608,19 @@ fn archive(bets: &Path, state: &Path) -> Result<PathBuf, StartError> {
     unreachable!("fewer than 2^32 archives")
 }
 
+/// `<bets>.round-<k>`: the name of a bets file's `k`th archive.
+fn archive_name(bets: &Path, k: u32) -> PathBuf {
+    let mut name = bets.as_os_str().to_owned();
+    name.push(format!(".round-{k}"));
+    PathBuf::from(name)
+}
+
 /// Moves a lone state file to `<bets>.round-<k>.state`, `k` the first number
 /// whose state name is free (the archive of its bets file, if any, took the
 /// same `k`).
 fn archive_state(state: &Path, bets: &Path) -> Result<PathBuf, StartError> {
     for k in 1u32.. {
-        let mut name = bets.as_os_str().to_owned();
-        name.push(format!(".round-{k}"));
-        let to = state_path(&PathBuf::from(name));
+        let to = state_path(&archive_name(bets, k));
         match rename_noreplace(state, &to) {
             Ok(()) => {
                 sync_dir(bets)?;
