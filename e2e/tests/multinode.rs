@@ -1,0 +1,678 @@
+//! Issue 10, several nodes on one machine: three Docker engines, each in its
+//! own network namespace with its own data root and socket, joined over veths
+//! into one swarm (`scripts/swarm-lab/up.sh`: `tp0lab-n1` the manager,
+//! `tp0lab-n2` and `tp0lab-n3` workers), the images loaded into each with
+//! `docker save` / `docker load` (no registry), and the stack that
+//! `./generar-stack.sh` writes deployed on it. Checked as a user checks it:
+//! `docker service ps` and `docker service logs` through the manager, and the
+//! bets file in the server's bind-mounted folder. The engines share this
+//! machine's file system, so the data and bets folders under `target/` are at
+//! the same absolute path on every node.
+//!
+//! Where this host refuses something the lab needs (not root, no network
+//! namespaces, veths, VXLAN, iptables in a namespace, cgroups, too little
+//! memory, no dockerd), up.sh exits 77 naming it and the tests print
+//! `skipped: the multi-node lab cannot run here: <what>` and pass, also with
+//! `CI=true` (a CI machine cannot provision a kernel feature);
+//! `TP0_MULTINODE=require` makes that a failure, `TP0_MULTINODE=off` skips.
+//! Each test holds the Docker scenarios' machine-wide lock
+//! ([`e2e::docker::engine`]) from the `docker save` to the teardown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use client::generate::agency_bets;
+use e2e::docker::{Line, engine, lines, parse_log, sh};
+use e2e::{root, scratch, text, write_agency_file};
+
+const MANAGER: &str = "tp0lab-n1";
+const NODES: [&str; 3] = ["tp0lab-n1", "tp0lab-n2", "tp0lab-n3"];
+/// The worker whose engine is lost mid-ingest.
+const VICTIM: &str = "tp0lab-n3";
+const STACK: &str = "tp0";
+/// Two client tasks per node.
+const AGENCIES: u16 = 6;
+/// From deploying the stack to the last agency's winners.
+const ROUND_LIMIT: Duration = Duration::from_secs(150);
+
+fn bets_of(agency: u16) -> usize {
+    1400 + 100 * usize::from(agency)
+}
+
+fn winners_of(agency: u16) -> usize {
+    usize::from(agency) % 4
+}
+
+fn say(what: impl std::fmt::Display) {
+    eprintln!("multinode: {what}");
+}
+
+// ---- the lab --------------------------------------------------------------
+
+/// The running lab; torn down (`scripts/swarm-lab/down.sh`) when dropped, so
+/// a failing test leaves no namespace, engine or mount behind either.
+struct Lab {
+    run: PathBuf,
+    /// Where down.sh copies the engines' logs when the test fails.
+    logs: PathBuf,
+    down: bool,
+}
+
+fn script(name: &str) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(root())
+        .arg(root().join("scripts/swarm-lab").join(name))
+        .env("SWARM_LAB_DIR", root().join("target/swarm-lab"));
+    cmd
+}
+
+impl Lab {
+    /// Brings the lab up with the images of this tree, or says why it cannot
+    /// run here and returns `None`.
+    fn up(dir: &Path) -> Option<Lab> {
+        let mode = std::env::var("TP0_MULTINODE").unwrap_or_default();
+        if mode == "off" {
+            eprintln!("skipped: TP0_MULTINODE=off");
+            return None;
+        }
+        let started = Instant::now();
+        let output = script("up.sh").output().expect("up.sh runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprint!("{stderr}");
+        match output.status.code() {
+            Some(0) => {}
+            Some(77) => {
+                let why = stderr
+                    .lines()
+                    .find_map(|l| l.strip_prefix("swarm-lab: cannot run here: "))
+                    .unwrap_or("up.sh gave no reason");
+                assert!(
+                    mode != "require",
+                    "TP0_MULTINODE=require, and the multi-node lab cannot run here: {why}"
+                );
+                eprintln!("skipped: the multi-node lab cannot run here: {why}");
+                return None;
+            }
+            _ => panic!(
+                "scripts/swarm-lab/up.sh failed ({}):\n{stderr}",
+                output.status
+            ),
+        }
+        say(format_args!("lab up in {:.1?}", started.elapsed()));
+        Some(Lab {
+            run: root().join("target/swarm-lab"),
+            logs: dir.join("engine-logs"),
+            down: false,
+        })
+    }
+
+    /// The docker CLI against one node's engine (`tp0lab-n2`), under a
+    /// timeout: a lost engine may accept a connection and never answer.
+    fn docker(&self, node: &str, args: &[&str]) -> Output {
+        let short = node.trim_start_matches("tp0lab-");
+        Command::new("timeout")
+            .arg("30")
+            .arg("docker")
+            .arg("-H")
+            .arg(format!("unix://{}/{short}/docker.sock", self.run.display()))
+            .args(args)
+            .output()
+            .expect("docker runs")
+    }
+
+    /// The docker CLI against the manager; its stdout, or a panic.
+    fn manager(&self, args: &[&str]) -> String {
+        let output = self.docker(MANAGER, args);
+        assert!(
+            output.status.success(),
+            "docker {args:?} on the manager failed: {}",
+            text(&output)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `docker service ps` of a service of the stack, every task.
+    fn tasks(&self, service: &str) -> Vec<Task> {
+        let format = "{{.ID}};;{{.Name}};;{{.Node}};;{{.DesiredState}};;{{.CurrentState}};;{{.Error}}";
+        let service = format!("{STACK}_{service}");
+        self.manager(&["service", "ps", "--no-trunc", "--format", format, &service])
+            .lines()
+            .map(|line| {
+                let f: Vec<&str> = line.splitn(6, ";;").collect();
+                assert_eq!(f.len(), 6, "a `docker service ps` line: {line:?}");
+                let slot = f[1].rsplit_once('.').map_or("", |(_, s)| s);
+                Task {
+                    id: f[0].to_owned(),
+                    slot: slot
+                        .parse()
+                        .unwrap_or_else(|_| panic!("a task name: {line:?}")),
+                    node: f[2].to_owned(),
+                    desired: f[3].to_owned(),
+                    state: f[4].split_whitespace().next().unwrap_or("").to_owned(),
+                    error: f[5].to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    /// A task's or a service's whole log, from the manager (`docker service
+    /// logs --raw`: the lines as the container wrote them).
+    fn logs(&self, what: &str) -> String {
+        text(&self.docker(MANAGER, &["service", "logs", "--raw", "--no-trunc", what]))
+    }
+
+    fn server_log(&self) -> String {
+        self.logs(&format!("{STACK}_server"))
+    }
+
+    /// What a failure message needs: the nodes, the tasks, the server's log.
+    fn report(&self) -> String {
+        let ps = |service: &str| {
+            text(&self.docker(
+                MANAGER,
+                &[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+                    &format!("{STACK}_{service}"),
+                ],
+            ))
+        };
+        format!(
+            "--- docker node ls\n{}--- service ps\n{}{}--- server log\n{}",
+            text(&self.docker(MANAGER, &["node", "ls"])),
+            ps("server"),
+            ps("client"),
+            self.server_log()
+        )
+    }
+
+    /// Waits (up to the deadline) for `done`, polling every 100 ms.
+    fn wait(&self, what: &str, deadline: Instant, done: &mut dyn FnMut() -> bool) {
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not by the deadline\n{}",
+                self.report()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Tears the lab down and checks that nothing of it is left.
+    fn down(&mut self) {
+        if self.down {
+            return;
+        }
+        self.down = true;
+        let started = Instant::now();
+        let mut cmd = script("down.sh");
+        if std::thread::panicking() {
+            cmd.env("KEEP_LOGS", &self.logs);
+        }
+        let output = cmd.output().expect("down.sh runs");
+        if std::thread::panicking() {
+            eprintln!(
+                "down.sh: {}; the engines' logs are in {}",
+                output.status,
+                self.logs.display()
+            );
+            return;
+        }
+        assert!(
+            output.status.success(),
+            "scripts/swarm-lab/down.sh: {}",
+            text(&output)
+        );
+        say(format_args!("lab down in {:.1?}", started.elapsed()));
+        let namespaces = String::from_utf8_lossy(&sh(Command::new("ip").args(["netns", "list"])).stdout)
+            .lines()
+            .filter(|l| l.starts_with("tp0lab-"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
+        assert!(!self.run.exists(), "{} left", self.run.display());
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            !mounts.contains("tp0lab"),
+            "mounts left:\n{}",
+            mounts
+                .lines()
+                .filter(|l| l.contains("tp0lab"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    fn memory(&self) -> String {
+        text(&sh(script("node.sh").arg("memory")))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    id: String,
+    slot: u16,
+    node: String,
+    desired: String,
+    state: String,
+    error: String,
+}
+
+impl Task {
+    fn live(&self) -> bool {
+        self.desired == "Running" && matches!(self.state.as_str(), "Running" | "Complete")
+    }
+}
+
+// ---- one round ------------------------------------------------------------
+
+/// The agencies' files, configs and bets folder of one round, and the stack
+/// file `./generar-stack.sh` writes for them.
+struct Round {
+    dir: PathBuf,
+    stack: PathBuf,
+    expected: Vec<Vec<String>>,
+}
+
+impl Round {
+    fn prepare(dir: &Path) -> Round {
+        let data = dir.join("data");
+        let bets = dir.join("bets");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&bets).unwrap();
+        let mut expected = Vec::new();
+        for agency in 1..=AGENCIES {
+            let bets = agency_bets(agency, bets_of(agency), winners_of(agency), 10);
+            write_agency_file(&data, agency, &bets);
+            expected.extend(bets.iter().map(|b| {
+                vec![
+                    b.agency.to_string(),
+                    b.first_name.clone(),
+                    b.last_name.clone(),
+                    b.document.to_string(),
+                    b.birthdate.as_str().to_owned(),
+                    b.number.to_string(),
+                ]
+            }));
+        }
+        // Paced, so a round lasts about 10 s: batches of 20 bets, 100 ms
+        // apart, 2 in flight (75 to 100 batches an agency).
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            "server:\n  address: \"server:12345\"\nloop:\n  period: \"100ms\"\n\
+             log:\n  level: \"INFO\"\nbatch:\n  maxAmount: 20\n  window: 2\n",
+        )
+        .unwrap();
+        let generator = root().join("generar-stack.sh");
+        assert!(
+            generator.is_file(),
+            "{} is missing: the multi-node test deploys what it writes",
+            generator.display()
+        );
+        let stack = dir.join("stack.yml");
+        sh(Command::new("bash")
+            .current_dir(root())
+            .arg(&generator)
+            .arg(&stack)
+            .arg(AGENCIES.to_string())
+            .arg("agency")
+            .env("CLIENT_CONFIG", &config)
+            .env("DATA_DIR", &data)
+            .env("BETS_DIR", &bets));
+        Round {
+            dir: dir.to_path_buf(),
+            stack,
+            expected,
+        }
+    }
+
+    fn deploy(&self, lab: &Lab) {
+        let stack = self.stack.to_str().unwrap();
+        // No registry: the images are the ones loaded into every engine.
+        lab.manager(&[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            stack,
+            STACK,
+        ]);
+    }
+
+    fn bets_file(&self) -> PathBuf {
+        self.dir.join("bets/bets.csv")
+    }
+
+    /// Complete rows stored so far, per agency (read while the server writes).
+    fn stored_per_agency(&self) -> BTreeMap<u16, usize> {
+        let text = std::fs::read(self.bets_file()).unwrap_or_default();
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut count = BTreeMap::new();
+        for row in text[..complete].split(|&b| b == b'\n') {
+            let agency = row.split(|&b| b == b',').next().unwrap_or_default();
+            if let Ok(agency) = std::str::from_utf8(agency).unwrap_or("").parse::<u16>() {
+                *count.entry(agency).or_default() += 1;
+            }
+        }
+        count
+    }
+
+    fn drawn(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("bets/bets.csv.state"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("drawn"))
+    }
+
+    /// Every row of every agency file is in the bets file exactly once.
+    fn check_stored_once(&self) {
+        let stored: Vec<Vec<String>> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(self.bets_file())
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        let mut count: BTreeMap<&Vec<String>, i64> = BTreeMap::new();
+        for row in &stored {
+            *count.entry(row).or_default() += 1;
+        }
+        for row in &self.expected {
+            *count.entry(row).or_default() -= 1;
+        }
+        let wrong: Vec<_> = count.iter().filter(|&(_, &n)| n != 0).take(5).collect();
+        assert!(
+            wrong.is_empty(),
+            "{} rows stored for {} bets; rows stored more (+) or fewer (-) times \
+             than once, first 5: {wrong:?}",
+            stored.len(),
+            self.expected.len()
+        );
+    }
+}
+
+/// Waits for every agency's task to complete; returns the completed task of
+/// each slot. A failed task fails the test at once, with its log.
+fn wait_round(lab: &Lab, deadline: Instant) -> BTreeMap<u16, Task> {
+    loop {
+        let tasks = lab.tasks("client");
+        if let Some(failed) = tasks.iter().find(|t| t.state == "Failed" || t.state == "Rejected") {
+            panic!(
+                "client task {} (agency {}) on {}: {} {}\n--- its log\n{}\n{}",
+                failed.id,
+                failed.slot,
+                failed.node,
+                failed.state,
+                failed.error,
+                lab.logs(&failed.id),
+                lab.report()
+            );
+        }
+        let done: BTreeMap<u16, Task> = tasks
+            .into_iter()
+            .filter(|t| t.state == "Complete")
+            .map(|t| (t.slot, t))
+            .collect();
+        if done.len() == usize::from(AGENCIES) {
+            return done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only agencies {:?} completed by the deadline\n{}",
+            done.keys().collect::<Vec<_>>(),
+            lab.report()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Each agency's completed task: its winners, every bet sent, no failure;
+/// the server's log: one round, one draw over every bet, on the manager.
+/// `lost`: agencies whose first task was lost with its node (their old
+/// connections' ends are the only failures the server may log).
+fn check_round(lab: &Lab, round: &Round, done: &BTreeMap<u16, Task>, lost: &[u16]) -> Vec<Line> {
+    for (&agency, task) in done {
+        // The log broker may lag a task's exit a little.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut log = lab.logs(&task.id);
+        while !log.contains("action: consulta_ganadores") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(250));
+            log = lab.logs(&task.id);
+        }
+        let parsed = parse_log(&log);
+        let got = lines(&parsed, "consulta_ganadores");
+        assert_eq!(got.len(), 1, "agency {agency} on {}:\n{log}", task.node);
+        assert_eq!(got[0].result, "success", "agency {agency}: {:?}", got[0]);
+        assert_eq!(
+            got[0].get("cant_ganadores"),
+            Some(winners_of(agency).to_string().as_str()),
+            "agency {agency}'s winners"
+        );
+        let sent: usize = lines(&parsed, "batch_enviado")
+            .iter()
+            .map(|l| l.get("cantidad").unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(sent, bets_of(agency), "agency {agency}: every bet acked once");
+        assert!(
+            parsed.iter().all(|l| l.result != "fail"),
+            "agency {agency}: {:?}",
+            parsed.iter().find(|l| l.result == "fail")
+        );
+    }
+
+    let servers = lab.tasks("server");
+    assert_eq!(servers.len(), 1, "one server task, never restarted: {servers:?}");
+    assert_eq!(servers[0].node, MANAGER, "the server runs on the manager");
+    assert_eq!(servers[0].state, "Running", "{servers:?}");
+    let log = lab.server_log();
+    let server = parse_log(&log);
+    let opened: Vec<&str> = lines(&server, "open_storage")
+        .iter()
+        .map(|l| l.get("round").unwrap())
+        .collect();
+    assert_eq!(opened, ["new"], "one run of the server");
+    let sorteo = lines(&server, "sorteo");
+    assert_eq!(sorteo.len(), 1, "one draw");
+    assert_eq!(
+        sorteo[0].get("cant_apuestas"),
+        Some(round.expected.len().to_string().as_str()),
+        "the draw covers every bet"
+    );
+    for line in server.iter().filter(|l| l.result == "fail") {
+        let error = line.get("error").unwrap_or("");
+        assert!(
+            lost.iter()
+                .any(|a| error.starts_with(&format!("agency {a} closed before its end frame"))),
+            "the server failed: {line:?}"
+        );
+    }
+    round.check_stored_once();
+    server
+}
+
+// ---- the tests ------------------------------------------------------------
+
+/// Six agencies, two client tasks per node; the server on the manager; every
+/// agency its winners, every bet stored once.
+#[test]
+fn a_round_over_three_engines_in_one_swarm() {
+    let Some(_engine) = engine() else { return };
+    let dir = scratch("multinode-round");
+    let Some(mut lab) = Lab::up(&dir) else { return };
+    let round = Round::prepare(&dir);
+
+    let started = Instant::now();
+    round.deploy(&lab);
+    let deadline = started + ROUND_LIMIT;
+    lab.wait("every task running", deadline, &mut || {
+        let clients = lab.tasks("client");
+        let servers = lab.tasks("server");
+        servers.iter().any(Task::live)
+            && (1..=AGENCIES).all(|a| clients.iter().any(|t| t.slot == a && t.live()))
+    });
+    say(format_args!("every task running {:.1?} after the deploy", started.elapsed()));
+    say(format_args!("memory:\n{}", lab.memory()));
+    let done = wait_round(&lab, deadline);
+    say(format_args!("round complete {:.1?} after the deploy", started.elapsed()));
+
+    let nodes: BTreeSet<&str> = done.values().map(|t| t.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from(NODES),
+        "client tasks on every node: {done:?}"
+    );
+    check_round(&lab, &round, &done, &[]);
+    let per_node: BTreeMap<&str, Vec<u16>> = done.values().fold(BTreeMap::new(), |mut m, t| {
+        m.entry(t.node.as_str()).or_insert_with(Vec::new).push(t.slot);
+        m
+    });
+    say(format_args!("agencies per node: {per_node:?}"));
+    lab.down();
+}
+
+/// How the worker's engine is lost.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// SIGKILL to its dockerd alone: its containerd dies with it, its
+    /// containers go on as orphans the swarm no longer sees.
+    Engine,
+    /// SIGKILL to everything of the node: dockerd, containerd, shims and
+    /// containers (a machine that dies).
+    Node,
+}
+
+/// The round of the first test, and mid-ingest (some batches of every
+/// agency on the victim stored, none of them finished, no draw) the victim
+/// worker's engine is lost: the manager marks the node down and starts its
+/// agencies' tasks on the other nodes; they resend from their first bet, the
+/// server acks what it holds and stores the rest; the round completes with
+/// the right winners and every bet stored once.
+fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
+    let Some(_engine) = engine() else { return };
+    let dir = scratch(name);
+    let Some(mut lab) = Lab::up(&dir) else { return };
+    let round = Round::prepare(&dir);
+
+    let started = Instant::now();
+    round.deploy(&lab);
+    let deadline = started + ROUND_LIMIT;
+    let mut victims: Vec<u16> = Vec::new();
+    lab.wait("every client task running", deadline, &mut || {
+        let clients = lab.tasks("client");
+        victims = clients
+            .iter()
+            .filter(|t| t.node == VICTIM && t.live())
+            .map(|t| t.slot)
+            .collect();
+        (1..=AGENCIES).all(|a| clients.iter().any(|t| t.slot == a && t.live()))
+    });
+    assert!(!victims.is_empty(), "no client task on {VICTIM}\n{}", lab.report());
+    say(format_args!(
+        "every task running {:.1?} after the deploy; agencies {victims:?} on {VICTIM}",
+        started.elapsed()
+    ));
+
+    // Mid-ingest: at least 10 batches of each of the victim's agencies stored.
+    lab.wait("the victim's agencies mid-stream", deadline, &mut || {
+        let stored = round.stored_per_agency();
+        victims.iter().all(|a| stored.get(a).copied().unwrap_or(0) >= 200)
+    });
+    let node = VICTIM.trim_start_matches("tp0lab-");
+    sh(script("node.sh")
+        .arg(match loss {
+            Loss::Engine => "kill-dockerd",
+            Loss::Node => "crash",
+        })
+        .arg(node));
+    let killed = Instant::now();
+    let stored = round.stored_per_agency();
+    assert!(!round.drawn(), "the round ended before the kill: pace the agencies");
+    for a in &victims {
+        let n = stored.get(a).copied().unwrap_or(0);
+        assert!(
+            n < bets_of(*a),
+            "agency {a} had stored all its bets before the kill: pace the agencies"
+        );
+    }
+    say(format_args!(
+        "{VICTIM} lost ({loss:?}) {:.1?} after the deploy, with {} of {} bets stored ({:?} per agency)",
+        killed.duration_since(started),
+        stored.values().sum::<usize>(),
+        round.expected.len(),
+        stored
+    ));
+
+    lab.wait("the victim marked down", deadline, &mut || {
+        let out = lab.docker(
+            MANAGER,
+            &["node", "inspect", "-f", "{{.Status.State}}", VICTIM],
+        );
+        String::from_utf8_lossy(&out.stdout).trim() == "down"
+    });
+    say(format_args!("{VICTIM} marked down {:.1?} after the kill", killed.elapsed()));
+    lab.wait("the victim's agencies rescheduled", deadline, &mut || {
+        let clients = lab.tasks("client");
+        victims
+            .iter()
+            .all(|&a| clients.iter().any(|t| t.slot == a && t.node != VICTIM && t.live()))
+    });
+    say(format_args!(
+        "agencies {victims:?} running on other nodes {:.1?} after the kill",
+        killed.elapsed()
+    ));
+    let done = wait_round(&lab, deadline);
+    say(format_args!(
+        "round complete {:.1?} after the kill, {:.1?} after the deploy",
+        killed.elapsed(),
+        started.elapsed()
+    ));
+
+    for a in &victims {
+        assert_ne!(done[a].node, VICTIM, "agency {a} completed on the lost node");
+    }
+    let server = check_round(&lab, &round, &done, &victims);
+    // The victim's agencies resumed: their new tasks resent what was stored
+    // (acked again, not stored again) and went on from there.
+    for a in &victims {
+        let resent: usize = lines(&server, "apuesta_recibida")
+            .iter()
+            .filter(|l| l.get("agencia") == Some(a.to_string().as_str()))
+            .filter_map(|l| l.get("reenviadas"))
+            .map(|n| n.parse::<usize>().unwrap())
+            .sum();
+        assert!(
+            resent >= stored.get(a).copied().unwrap_or(0),
+            "agency {a}: {resent} bets resent after the loss, {} stored before it",
+            stored.get(a).copied().unwrap_or(0)
+        );
+        say(format_args!(
+            "agency {a}: {} stored before the loss, {resent} resent and acked again, completed on {}",
+            stored.get(a).copied().unwrap_or(0),
+            done[a].node
+        ));
+    }
+    lab.down();
+}
+
+#[test]
+fn a_worker_engine_killed_mid_ingest_its_agencies_resume_elsewhere() {
+    lose_a_worker_mid_ingest("multinode-engine-killed", Loss::Engine);
+}
+
+#[test]
+fn a_worker_node_crashing_mid_ingest_its_agencies_resume_elsewhere() {
+    lose_a_worker_mid_ingest("multinode-node-crash", Loss::Node);
+}
