@@ -92,3 +92,31 @@ docker-compose-logs:
 echo-check:
 	./validar-echo-server.sh
 .PHONY: echo-check
+
+## Docker Swarm, on this machine's engine (scripts/swarm.sh says more)
+
+# swarm-up: the server and AGENCIES agencies (one client service, task slot i
+# = agency i, data DATA_DIR/agency-<i>.csv, generated where missing; bets in
+# BETS_DIR, default ./.data/swarm) as stack STACK, from STACK_FILE (written by
+# ./generar-stack.sh; SCENARIO, SERVER_CONFIG, CLIENT_CONFIG, DATA_DIR and
+# BETS_DIR as for it). An engine in no swarm becomes a single-node swarm
+# manager, and swarm-up says so; on a worker it fails (stacks are deployed
+# from a manager). swarm-down removes the stack and waits until it is gone,
+# but stays in the swarm: `docker swarm leave --force` leaves it.
+AGENCIES ?= 5
+STACK ?= tp0
+STACK_FILE ?= docker-stack.yaml
+SWARM := AGENCIES=$(AGENCIES) STACK=$(STACK) STACK_FILE=$(STACK_FILE) bash scripts/swarm.sh
+
+swarm-up: provision docker-image
+	$(SWARM) up
+.PHONY: swarm-up
+
+swarm-down:
+	$(SWARM) down
+.PHONY: swarm-down
+
+# Both services' logs, followed (Ctrl-C ends it).
+swarm-logs:
+	@$(SWARM) logs
+.PHONY: swarm-logs

@@ -106,13 +106,19 @@ quoted() {
         # {{.Task.Slot}} is the task's slot, 1..N: the agency number.
         echo "      - CLI_ID={{.Task.Slot}}"
         echo "      - CLI_MODE=$scenario"
-        # No depends_on in a stack: a task may start before the server.
-        echo "      - CLI_SERVER_CONNECTTIMEOUT=1m"
+        # No depends_on in a stack: a task may start before the server, and
+        # an engine starts a few tasks a second in no set order (200 agencies
+        # on one 2-core host: the server ran 62-68 s after the deploy, after
+        # most clients), so the clients wait for it up to 5 minutes.
+        echo "      - CLI_SERVER_CONNECTTIMEOUT=5m"
         echo "      - CLI_SERVER_RECONNECTTIMEOUT=5m"
         case $scenario in
             bet)
-                # As generar-compose.sh's bet scenario, with the slot for <i>: one
-                # person for every agency, agency i's document 30904464 + i.
+                # Exercise 5's one bet per agency. A stack file holds one
+                # client service, and a Swarm template has no arithmetic, so
+                # unlike generar-compose.sh every agency sends the same person
+                # betting on 7574, and agency i's document is 3090446 followed
+                # by i (30904461, ..., 309044610): distinct, not 30904464 + i.
                 echo "      - \"NOMBRE=Santiago Lionel\""
                 echo "      - \"APELLIDO=Lorca\""
                 echo "      - DOCUMENTO=3090446{{.Task.Slot}}"

@@ -13,6 +13,7 @@ use lottery_protocol::{Bet, FRAME_LEN, Header};
 pub mod docker;
 pub mod hostile;
 pub mod reference;
+pub mod swarm;
 
 /// The workspace root.
 pub fn root() -> PathBuf {

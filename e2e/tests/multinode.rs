@@ -20,11 +20,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::generate::agency_bets;
-use e2e::docker::{Line, engine, lines, parse_log, sh};
+use e2e::docker::{Line, engine, lines, sh};
+use e2e::swarm::{
+    Swarm, Task, check_agency_log, check_draw, check_stored_once, generate_stack, rows,
+};
 use e2e::{root, scratch, text, write_agency_file};
 
 const MANAGER: &str = "tp0lab-n1";
@@ -32,6 +35,8 @@ const NODES: [&str; 3] = ["tp0lab-n1", "tp0lab-n2", "tp0lab-n3"];
 /// The worker whose engine is lost mid-ingest.
 const VICTIM: &str = "tp0lab-n3";
 const STACK: &str = "tp0";
+const SERVER: &str = "tp0_server";
+const CLIENT: &str = "tp0_client";
 /// Two client tasks per node.
 const AGENCIES: u16 = 6;
 /// From deploying the stack to the last agency's winners.
@@ -55,6 +60,8 @@ fn say(what: impl std::fmt::Display) {
 /// a failing test leaves no namespace, engine or mount behind either.
 struct Lab {
     run: PathBuf,
+    /// The docker CLI against the manager's engine.
+    swarm: Swarm,
     /// Where down.sh copies the engines' logs when the test fails.
     logs: PathBuf,
     down: bool,
@@ -101,106 +108,26 @@ impl Lab {
             ),
         }
         say(format_args!("lab up in {:.1?}", started.elapsed()));
+        let run = root().join("target/swarm-lab");
         Some(Lab {
-            run: root().join("target/swarm-lab"),
+            swarm: Swarm::at(
+                &run.join(MANAGER.trim_start_matches("tp0lab-"))
+                    .join("docker.sock"),
+            ),
+            run,
             logs: dir.join("engine-logs"),
             down: false,
         })
     }
 
-    /// The docker CLI against one node's engine (`tp0lab-n2`), under a
-    /// timeout: a lost engine may accept a connection and never answer.
-    fn docker(&self, node: &str, args: &[&str]) -> Output {
-        let short = node.trim_start_matches("tp0lab-");
-        Command::new("timeout")
-            .arg("30")
-            .arg("docker")
-            .arg("-H")
-            .arg(format!("unix://{}/{short}/docker.sock", self.run.display()))
-            .args(args)
-            .output()
-            .expect("docker runs")
-    }
-
-    /// The docker CLI against the manager; its stdout, or a panic.
-    fn manager(&self, args: &[&str]) -> String {
-        let output = self.docker(MANAGER, args);
-        assert!(
-            output.status.success(),
-            "docker {args:?} on the manager failed: {}",
-            text(&output)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// `docker service ps` of a service of the stack, every task.
-    fn tasks(&self, service: &str) -> Vec<Task> {
-        let format = "{{.ID}};;{{.Name}};;{{.Node}};;{{.DesiredState}};;{{.CurrentState}};;{{.Error}}";
-        let service = format!("{STACK}_{service}");
-        self.manager(&["service", "ps", "--no-trunc", "--format", format, &service])
-            .lines()
-            .map(|line| {
-                let f: Vec<&str> = line.splitn(6, ";;").collect();
-                assert_eq!(f.len(), 6, "a `docker service ps` line: {line:?}");
-                let slot = f[1].rsplit_once('.').map_or("", |(_, s)| s);
-                Task {
-                    id: f[0].to_owned(),
-                    slot: slot
-                        .parse()
-                        .unwrap_or_else(|_| panic!("a task name: {line:?}")),
-                    node: f[2].to_owned(),
-                    desired: f[3].to_owned(),
-                    state: f[4].split_whitespace().next().unwrap_or("").to_owned(),
-                    error: f[5].to_owned(),
-                }
-            })
-            .collect()
-    }
-
-    /// A task's or a service's whole log, from the manager (`docker service
-    /// logs --raw`: the lines as the container wrote them).
-    fn logs(&self, what: &str) -> String {
-        text(&self.docker(MANAGER, &["service", "logs", "--raw", "--no-trunc", what]))
-    }
-
-    fn server_log(&self) -> String {
-        self.logs(&format!("{STACK}_server"))
-    }
-
     /// What a failure message needs: the nodes, the tasks, the server's log.
     fn report(&self) -> String {
-        let ps = |service: &str| {
-            text(&self.docker(
-                MANAGER,
-                &[
-                    "service",
-                    "ps",
-                    "--no-trunc",
-                    "--format",
-                    "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
-                    &format!("{STACK}_{service}"),
-                ],
-            ))
-        };
-        format!(
-            "--- docker node ls\n{}--- service ps\n{}{}--- server log\n{}",
-            text(&self.docker(MANAGER, &["node", "ls"])),
-            ps("server"),
-            ps("client"),
-            self.server_log()
-        )
+        self.swarm.report(STACK)
     }
 
     /// Waits (up to the deadline) for `done`, polling every 100 ms.
     fn wait(&self, what: &str, deadline: Instant, done: &mut dyn FnMut() -> bool) {
-        while !done() {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not by the deadline\n{}",
-                self.report()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.swarm.wait(STACK, what, deadline, done);
     }
 
     /// Tears the lab down and checks that nothing of it is left.
@@ -229,11 +156,12 @@ impl Lab {
             text(&output)
         );
         say(format_args!("lab down in {:.1?}", started.elapsed()));
-        let namespaces = String::from_utf8_lossy(&sh(Command::new("ip").args(["netns", "list"])).stdout)
-            .lines()
-            .filter(|l| l.starts_with("tp0lab-"))
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
+        let namespaces =
+            String::from_utf8_lossy(&sh(Command::new("ip").args(["netns", "list"])).stdout)
+                .lines()
+                .filter(|l| l.starts_with("tp0lab-"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
         assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
         assert!(!self.run.exists(), "{} left", self.run.display());
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
@@ -259,22 +187,6 @@ impl Drop for Lab {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Task {
-    id: String,
-    slot: u16,
-    node: String,
-    desired: String,
-    state: String,
-    error: String,
-}
-
-impl Task {
-    fn live(&self) -> bool {
-        self.desired == "Running" && matches!(self.state.as_str(), "Running" | "Complete")
-    }
-}
-
 // ---- one round ------------------------------------------------------------
 
 /// The agencies' files, configs and bets folder of one round, and the stack
@@ -295,16 +207,7 @@ impl Round {
         for agency in 1..=AGENCIES {
             let bets = agency_bets(agency, bets_of(agency), winners_of(agency), 10);
             write_agency_file(&data, agency, &bets);
-            expected.extend(bets.iter().map(|b| {
-                vec![
-                    b.agency.to_string(),
-                    b.first_name.clone(),
-                    b.last_name.clone(),
-                    b.document.to_string(),
-                    b.birthdate.as_str().to_owned(),
-                    b.number.to_string(),
-                ]
-            }));
+            expected.extend(rows(&bets));
         }
         // Paced, so a round lasts about 10 s: batches of 20 bets, 100 ms
         // apart, 2 in flight (75 to 100 batches an agency).
@@ -315,22 +218,8 @@ impl Round {
              log:\n  level: \"INFO\"\nbatch:\n  maxAmount: 20\n  window: 2\n",
         )
         .unwrap();
-        let generator = root().join("generar-stack.sh");
-        assert!(
-            generator.is_file(),
-            "{} is missing: the multi-node test deploys what it writes",
-            generator.display()
-        );
         let stack = dir.join("stack.yml");
-        sh(Command::new("bash")
-            .current_dir(root())
-            .arg(&generator)
-            .arg(&stack)
-            .arg(AGENCIES.to_string())
-            .arg("agency")
-            .env("CLIENT_CONFIG", &config)
-            .env("DATA_DIR", &data)
-            .env("BETS_DIR", &bets));
+        generate_stack(&stack, AGENCIES, &config, &data, &bets);
         Round {
             dir: dir.to_path_buf(),
             stack,
@@ -339,17 +228,8 @@ impl Round {
     }
 
     fn deploy(&self, lab: &Lab) {
-        let stack = self.stack.to_str().unwrap();
         // No registry: the images are the ones loaded into every engine.
-        lab.manager(&[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            stack,
-            STACK,
-        ]);
+        lab.swarm.deploy(&self.stack, STACK);
     }
 
     fn bets_file(&self) -> PathBuf {
@@ -379,64 +259,14 @@ impl Round {
 
     /// Every row of every agency file is in the bets file exactly once.
     fn check_stored_once(&self) {
-        let stored: Vec<Vec<String>> = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_path(self.bets_file())
-            .unwrap()
-            .records()
-            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-            .collect();
-        let mut count: BTreeMap<&Vec<String>, i64> = BTreeMap::new();
-        for row in &stored {
-            *count.entry(row).or_default() += 1;
-        }
-        for row in &self.expected {
-            *count.entry(row).or_default() -= 1;
-        }
-        let wrong: Vec<_> = count.iter().filter(|&(_, &n)| n != 0).take(5).collect();
-        assert!(
-            wrong.is_empty(),
-            "{} rows stored for {} bets; rows stored more (+) or fewer (-) times \
-             than once, first 5: {wrong:?}",
-            stored.len(),
-            self.expected.len()
-        );
+        check_stored_once(&self.bets_file(), &self.expected);
     }
 }
 
 /// Waits for every agency's task to complete; returns the completed task of
 /// each slot. A failed task fails the test at once, with its log.
 fn wait_round(lab: &Lab, deadline: Instant) -> BTreeMap<u16, Task> {
-    loop {
-        let tasks = lab.tasks("client");
-        if let Some(failed) = tasks.iter().find(|t| t.state == "Failed" || t.state == "Rejected") {
-            panic!(
-                "client task {} (agency {}) on {}: {} {}\n--- its log\n{}\n{}",
-                failed.id,
-                failed.slot,
-                failed.node,
-                failed.state,
-                failed.error,
-                lab.logs(&failed.id),
-                lab.report()
-            );
-        }
-        let done: BTreeMap<u16, Task> = tasks
-            .into_iter()
-            .filter(|t| t.state == "Complete")
-            .map(|t| (t.slot, t))
-            .collect();
-        if done.len() == usize::from(AGENCIES) {
-            return done;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only agencies {:?} completed by the deadline\n{}",
-            done.keys().collect::<Vec<_>>(),
-            lab.report()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    lab.swarm.wait_round(STACK, AGENCIES, deadline)
 }
 
 /// Each agency's completed task: its winners, every bet sent, no failure;
@@ -447,50 +277,28 @@ fn check_round(lab: &Lab, round: &Round, done: &BTreeMap<u16, Task>, lost: &[u16
     for (&agency, task) in done {
         // The log broker may lag a task's exit a little.
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut log = lab.logs(&task.id);
+        let mut log = lab.swarm.logs(&task.id);
         while !log.contains("action: consulta_ganadores") && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(250));
-            log = lab.logs(&task.id);
+            log = lab.swarm.logs(&task.id);
         }
-        let parsed = parse_log(&log);
-        let got = lines(&parsed, "consulta_ganadores");
-        assert_eq!(got.len(), 1, "agency {agency} on {}:\n{log}", task.node);
-        assert_eq!(got[0].result, "success", "agency {agency}: {:?}", got[0]);
-        assert_eq!(
-            got[0].get("cant_ganadores"),
-            Some(winners_of(agency).to_string().as_str()),
-            "agency {agency}'s winners"
-        );
-        let sent: usize = lines(&parsed, "batch_enviado")
-            .iter()
-            .map(|l| l.get("cantidad").unwrap().parse::<usize>().unwrap())
-            .sum();
-        assert_eq!(sent, bets_of(agency), "agency {agency}: every bet acked once");
-        assert!(
-            parsed.iter().all(|l| l.result != "fail"),
-            "agency {agency}: {:?}",
-            parsed.iter().find(|l| l.result == "fail")
+        check_agency_log(
+            &log,
+            &format!("agency {agency} on {}", task.node),
+            bets_of(agency),
+            winners_of(agency),
         );
     }
 
-    let servers = lab.tasks("server");
-    assert_eq!(servers.len(), 1, "one server task, never restarted: {servers:?}");
+    let servers = lab.swarm.tasks(SERVER);
+    assert_eq!(
+        servers.len(),
+        1,
+        "one server task, never restarted: {servers:?}"
+    );
     assert_eq!(servers[0].node, MANAGER, "the server runs on the manager");
     assert_eq!(servers[0].state, "Running", "{servers:?}");
-    let log = lab.server_log();
-    let server = parse_log(&log);
-    let opened: Vec<&str> = lines(&server, "open_storage")
-        .iter()
-        .map(|l| l.get("round").unwrap())
-        .collect();
-    assert_eq!(opened, ["new"], "one run of the server");
-    let sorteo = lines(&server, "sorteo");
-    assert_eq!(sorteo.len(), 1, "one draw");
-    assert_eq!(
-        sorteo[0].get("cant_apuestas"),
-        Some(round.expected.len().to_string().as_str()),
-        "the draw covers every bet"
-    );
+    let server = check_draw(&lab.swarm.logs(SERVER), round.expected.len());
     for line in server.iter().filter(|l| l.result == "fail") {
         let error = line.get("error").unwrap_or("");
         assert!(
@@ -518,15 +326,21 @@ fn a_round_over_three_engines_in_one_swarm() {
     round.deploy(&lab);
     let deadline = started + ROUND_LIMIT;
     lab.wait("every task running", deadline, &mut || {
-        let clients = lab.tasks("client");
-        let servers = lab.tasks("server");
+        let clients = lab.swarm.tasks(CLIENT);
+        let servers = lab.swarm.tasks(SERVER);
         servers.iter().any(Task::live)
             && (1..=AGENCIES).all(|a| clients.iter().any(|t| t.slot == a && t.live()))
     });
-    say(format_args!("every task running {:.1?} after the deploy", started.elapsed()));
+    say(format_args!(
+        "every task running {:.1?} after the deploy",
+        started.elapsed()
+    ));
     say(format_args!("memory:\n{}", lab.memory()));
     let done = wait_round(&lab, deadline);
-    say(format_args!("round complete {:.1?} after the deploy", started.elapsed()));
+    say(format_args!(
+        "round complete {:.1?} after the deploy",
+        started.elapsed()
+    ));
 
     let nodes: BTreeSet<&str> = done.values().map(|t| t.node.as_str()).collect();
     assert_eq!(
@@ -536,7 +350,9 @@ fn a_round_over_three_engines_in_one_swarm() {
     );
     check_round(&lab, &round, &done, &[]);
     let per_node: BTreeMap<&str, Vec<u16>> = done.values().fold(BTreeMap::new(), |mut m, t| {
-        m.entry(t.node.as_str()).or_insert_with(Vec::new).push(t.slot);
+        m.entry(t.node.as_str())
+            .or_insert_with(Vec::new)
+            .push(t.slot);
         m
     });
     say(format_args!("agencies per node: {per_node:?}"));
@@ -571,7 +387,7 @@ fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
     let deadline = started + ROUND_LIMIT;
     let mut victims: Vec<u16> = Vec::new();
     lab.wait("every client task running", deadline, &mut || {
-        let clients = lab.tasks("client");
+        let clients = lab.swarm.tasks(CLIENT);
         victims = clients
             .iter()
             .filter(|t| t.node == VICTIM && t.live())
@@ -579,7 +395,11 @@ fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
             .collect();
         (1..=AGENCIES).all(|a| clients.iter().any(|t| t.slot == a && t.live()))
     });
-    assert!(!victims.is_empty(), "no client task on {VICTIM}\n{}", lab.report());
+    assert!(
+        !victims.is_empty(),
+        "no client task on {VICTIM}\n{}",
+        lab.report()
+    );
     say(format_args!(
         "every task running {:.1?} after the deploy; agencies {victims:?} on {VICTIM}",
         started.elapsed()
@@ -588,7 +408,9 @@ fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
     // Mid-ingest: at least 10 batches of each of the victim's agencies stored.
     lab.wait("the victim's agencies mid-stream", deadline, &mut || {
         let stored = round.stored_per_agency();
-        victims.iter().all(|a| stored.get(a).copied().unwrap_or(0) >= 200)
+        victims
+            .iter()
+            .all(|a| stored.get(a).copied().unwrap_or(0) >= 200)
     });
     let node = VICTIM.trim_start_matches("tp0lab-");
     sh(script("node.sh")
@@ -599,7 +421,10 @@ fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
         .arg(node));
     let killed = Instant::now();
     let stored = round.stored_per_agency();
-    assert!(!round.drawn(), "the round ended before the kill: pace the agencies");
+    assert!(
+        !round.drawn(),
+        "the round ended before the kill: pace the agencies"
+    );
     for a in &victims {
         let n = stored.get(a).copied().unwrap_or(0);
         assert!(
@@ -616,18 +441,22 @@ fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
     ));
 
     lab.wait("the victim marked down", deadline, &mut || {
-        let out = lab.docker(
-            MANAGER,
-            &["node", "inspect", "-f", "{{.Status.State}}", VICTIM],
-        );
+        let out = lab
+            .swarm
+            .docker(&["node", "inspect", "-f", "{{.Status.State}}", VICTIM]);
         String::from_utf8_lossy(&out.stdout).trim() == "down"
     });
-    say(format_args!("{VICTIM} marked down {:.1?} after the kill", killed.elapsed()));
+    say(format_args!(
+        "{VICTIM} marked down {:.1?} after the kill",
+        killed.elapsed()
+    ));
     lab.wait("the victim's agencies rescheduled", deadline, &mut || {
-        let clients = lab.tasks("client");
-        victims
-            .iter()
-            .all(|&a| clients.iter().any(|t| t.slot == a && t.node != VICTIM && t.live()))
+        let clients = lab.swarm.tasks(CLIENT);
+        victims.iter().all(|&a| {
+            clients
+                .iter()
+                .any(|t| t.slot == a && t.node != VICTIM && t.live())
+        })
     });
     say(format_args!(
         "agencies {victims:?} running on other nodes {:.1?} after the kill",
@@ -641,7 +470,10 @@ fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
     ));
 
     for a in &victims {
-        assert_ne!(done[a].node, VICTIM, "agency {a} completed on the lost node");
+        assert_ne!(
+            done[a].node, VICTIM,
+            "agency {a} completed on the lost node"
+        );
     }
     let server = check_round(&lab, &round, &done, &victims);
     // The victim's agencies resumed: their new tasks resent what was stored
