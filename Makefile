@@ -120,3 +120,15 @@ swarm-down:
 swarm-logs:
 	@$(SWARM) logs
 .PHONY: swarm-logs
+
+# The multi-node lab (scripts/swarm-lab/up.sh says more): three Docker engines
+# in network namespaces of this machine, one swarm (tp0lab-n1 the manager),
+# this tree's images loaded into each; `scripts/swarm-lab/node.sh docker n1 …`
+# talks to the manager. Needs root. swarm-lab-down removes all of it.
+swarm-lab-up: provision docker-image
+	bash scripts/swarm-lab/up.sh
+.PHONY: swarm-lab-up
+
+swarm-lab-down:
+	bash scripts/swarm-lab/down.sh
+.PHONY: swarm-lab-down

@@ -38,6 +38,13 @@ output=$1
 clients=$((10#$2))
 scenario=${3:-${SCENARIO:-agency}}
 case $scenario in echo | bet | agency) ;; *) usage ;; esac
+# The bet scenario's documents are 3090446 followed by the slot (below): with
+# 4 digits of slot they pass the protocol's u32 (4,294,967,295).
+if [ "$scenario" = bet ] && ((clients > 999)); then
+    echo "$0: the bet scenario takes at most 999 agencies (agency i's document is" \
+        "3090446<i>, a u32); use the agency scenario for more" >&2
+    exit 2
+fi
 
 # An absolute path for a bind-mount source, relative ones taken from the
 # directory this is run in (what generar-compose.sh's ./ paths mean when the
