@@ -11,7 +11,14 @@
 //!    batches, and waiting for the draw;
 //! 4. the 5-agency course dataset end to end with the real client binaries;
 //! 5. 20 agencies alone and beside 20,000 slow-byte peers (`bench slow-peers`
-//!    is the child process that holds half of them).
+//!    is the child process that holds half of them);
+//! 6. scale in containers: the Swarm stack that `./generar-stack.sh` writes
+//!    for 200, 500 and 1,000 agencies (`BENCH_CONTAINERS`), one client
+//!    container each, on this machine's engine as a single-node swarm and on
+//!    the three-engine lab (`scripts/swarm-lab`): time until every task runs,
+//!    to the draw and to the end of the round, host memory. It runs in a
+//!    child process (`bench scale-child`; see its section for why);
+//!    `bench scale` runs this step alone.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -24,6 +31,9 @@ use client::load::{LoadConfig, Report, run};
 use e2e::{Server, binary, dataset, root, wait_child, write_agency_file};
 use lottery_protocol::{ACK_LEN, Bet, END_FRAME, FRAME_LEN, Header};
 use server::storage::Store;
+
+mod scale;
+use scale::{scale_child, scale_sizes, step6};
 
 const AGENCIES: [u16; 4] = [5, 100, 1_000, 10_000];
 /// Bets per run, spread over the agencies (at least 20 each).
@@ -75,10 +85,37 @@ fn main() {
         drop(peers);
         return;
     }
+    // Step 6's sizes, read first: a malformed BENCH_CONTAINERS stops the
+    // bench before anything runs.
+    let sizes = scale_sizes();
+    // `bench scale-child`: step 6 itself, in a process of its own (see
+    // `step6`).
+    if let [cmd] = args.as_slice()
+        && cmd == "scale-child"
+    {
+        scale_child(&root().join("target/bench/scale"), &sizes);
+        return;
+    }
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out).expect("target/bench");
     println!("machine: {}", machine());
     println!("file-descriptor limit: {}", fd_limit());
+    // `bench scale`: step 6 alone (its table, and its chart panel in
+    // target/bench/scale/); the results of a whole run are left alone.
+    if let [cmd] = args.as_slice()
+        && cmd == "scale"
+    {
+        let step = step6(&out, &sizes);
+        print!("{}", step.table);
+        std::fs::write(
+            out.join("scale/scale.svg"),
+            chart(&[], step.panel.as_deref()),
+        )
+        .expect("scale.svg");
+        println!("\nwrote target/bench/scale/table.md, scale.json and scale.svg");
+        step.exit_on_failure();
+        return;
+    }
 
     let mut ingests = Vec::new();
     for agencies in AGENCIES {
@@ -104,6 +141,7 @@ fn main() {
         .collect();
     let (dataset_label, dataset_seconds, dataset_roofline) = dataset_end_to_end(&out);
     let (calm, under_attack) = (hostile(&out, 0), hostile(&out, HOSTILE_PEERS));
+    let scale = step6(&out, &sizes);
 
     let mut table = String::new();
     writeln!(table, "\n| agencies | bets | bets/s | roofline rows/s | ratio | ack p50 ms | ack p99 ms | fsyncs/s | bets/fsync | server CPU s | CPU µs/bet | server peak RSS MB |").unwrap();
@@ -158,10 +196,11 @@ fn main() {
         under_attack / calm
     )
     .unwrap();
+    table.push_str(&scale.table);
     print!("{table}");
 
     let json = format!(
-        "{{\n  \"machine\": {:?},\n  \"ingest\": [\n{}\n  ],\n  \"bytes_per_connection\": {{{}}},\n  \"dataset\": {{\"label\": {dataset_label:?}, \"seconds\": {dataset_seconds:.4}, \"roofline_seconds\": {dataset_roofline:.4}}}\n}}\n",
+        "{{\n  \"machine\": {:?},\n  \"ingest\": [\n{}\n  ],\n  \"bytes_per_connection\": {{{}}},\n  \"dataset\": {{\"label\": {dataset_label:?}, \"seconds\": {dataset_seconds:.4}, \"roofline_seconds\": {dataset_roofline:.4}}},\n  \"scale\": {}\n}}\n",
         machine(),
         ingests
             .iter()
@@ -175,12 +214,18 @@ fn main() {
             .iter()
             .map(|(state, bytes)| format!("{:?}: {bytes:.0}", state.key()))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        scale.json
     );
     std::fs::write(out.join("results.json"), json).expect("results.json");
-    std::fs::write(out.join("ingest.svg"), chart(&ingests)).expect("ingest.svg");
+    std::fs::write(
+        out.join("ingest.svg"),
+        chart(&ingests, scale.panel.as_deref()),
+    )
+    .expect("ingest.svg");
     std::fs::write(out.join("results.md"), table).expect("results.md");
     println!("\nwrote target/bench/results.json, results.md and ingest.svg");
+    scale.exit_on_failure();
 }
 
 /// Durable ingest of `agencies` × `per_agency` bets through the real server.
@@ -482,9 +527,38 @@ fn dataset_end_to_end(out: &Path) -> (String, f64, f64) {
     (label, seconds, 78_697.0 / roofline_rate)
 }
 
-/// Throughput and p99 against agencies (log scale), as a small SVG.
-fn chart(ingests: &[Ingest]) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 400.0, 70.0, 70.0, 40.0, 50.0);
+/// Width and height of one panel of the chart.
+const PANEL: (f64, f64) = (720.0, 400.0);
+
+/// The chart, as a small SVG: throughput and p99 against agencies (when
+/// step 2 ran), and below it round time and host memory against client
+/// containers (when step 6 completed a round).
+fn chart(ingests: &[Ingest], scale_panel: Option<&str>) -> String {
+    let mut panels = Vec::new();
+    if !ingests.is_empty() {
+        panels.push(ingest_panel(ingests));
+    }
+    if let Some(panel) = scale_panel {
+        panels.push(panel.to_owned());
+    }
+    let (w, h) = PANEL;
+    let mut svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n",
+        h * panels.len() as f64
+    );
+    for (i, panel) in panels.iter().enumerate() {
+        writeln!(svg, "<g transform='translate(0,{})'>", h * i as f64).unwrap();
+        svg.push_str(panel);
+        svg.push_str("</g>\n");
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Throughput and p99 against agencies (log scale): the chart's first panel.
+fn ingest_panel(ingests: &[Ingest]) -> String {
+    let (w, h) = PANEL;
+    let (left, right, top, bottom) = (70.0, 70.0, 40.0, 50.0);
     let x = |a: u16| left + (f64::from(a).log10() - 0.5) / (4.0 - 0.5) * (w - left - right);
     let max_rate = ingests
         .iter()
@@ -501,9 +575,7 @@ fn chart(ingests: &[Ingest]) -> String {
             .map(|(i, (px, py))| format!("{}{px:.1},{py:.1}", if i == 0 { "M" } else { " L" }))
             .collect::<String>()
     };
-    let mut svg = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n"
-    );
+    let mut svg = String::new();
     writeln!(svg, "<text x='{}' y='20' text-anchor='middle' font-size='14'>Durable ingest vs concurrent agencies ({})</text>", w / 2.0, machine()).unwrap();
     writeln!(
         svg,
@@ -610,7 +682,6 @@ fn chart(ingests: &[Ingest]) -> String {
         top + 30.0
     )
     .unwrap();
-    svg.push_str("</svg>\n");
     svg
 }
 
