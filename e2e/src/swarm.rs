@@ -537,3 +537,51 @@ pub fn check_stored_once(bets_file: &Path, expected: &[Vec<String>]) {
         expected.len()
     );
 }
+
+// ---- the multi-node lab (scripts/swarm-lab) ---------------------------------
+
+/// Where the lab keeps its engines' state: `target/swarm-lab`.
+pub fn lab_dir() -> std::path::PathBuf {
+    root().join("target/swarm-lab")
+}
+
+/// `bash scripts/swarm-lab/<name>` (up.sh, down.sh, node.sh), run from the
+/// repository root with the lab in [`lab_dir`].
+pub fn lab_script(name: &str) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(root())
+        .arg(root().join("scripts/swarm-lab").join(name))
+        .env("SWARM_LAB_DIR", lab_dir());
+    cmd
+}
+
+/// Brings the lab up (`up.sh`, with `env` added to its environment) and
+/// returns its manager, `tp0lab-n1`. `Err` says why the lab cannot run here:
+/// `TP0_MULTINODE=off`, or up.sh's exit 77 with the reason it printed
+/// (`swarm-lab: cannot run here: …`). Any other failure of up.sh panics with
+/// its output, which up.sh has also echoed to stderr.
+pub fn lab_up(env: &[(&str, &str)]) -> Result<Swarm, String> {
+    if std::env::var("TP0_MULTINODE").is_ok_and(|m| m == "off") {
+        return Err("TP0_MULTINODE=off".into());
+    }
+    let output = lab_script("up.sh")
+        .envs(env.iter().copied())
+        .output()
+        .expect("up.sh runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
+    match output.status.code() {
+        Some(0) => Ok(Swarm::at(&lab_dir().join("n1/docker.sock"))),
+        Some(77) => Err(format!(
+            "the multi-node lab cannot run here: {}",
+            stderr
+                .lines()
+                .find_map(|l| l.strip_prefix("swarm-lab: cannot run here: "))
+                .unwrap_or("up.sh gave no reason")
+        )),
+        _ => panic!(
+            "scripts/swarm-lab/up.sh failed ({}):\n{stderr}",
+            output.status
+        ),
+    }
+}

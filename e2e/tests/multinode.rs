@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use client::generate::agency_bets;
 use e2e::docker::{Line, engine, lines, sh};
 use e2e::swarm::{
-    Swarm, Task, check_agency_log, check_draw, check_stored_once, generate_stack, rows,
+    Swarm, Task, check_agency_log, check_draw, check_stored_once, generate_stack, lab_dir,
+    lab_script, lab_up, rows,
 };
-use e2e::{root, scratch, text, write_agency_file};
+use e2e::{scratch, text, write_agency_file};
 
 const MANAGER: &str = "tp0lab-n1";
 const NODES: [&str; 3] = ["tp0lab-n1", "tp0lab-n2", "tp0lab-n3"];
@@ -67,54 +68,24 @@ struct Lab {
     down: bool,
 }
 
-fn script(name: &str) -> Command {
-    let mut cmd = Command::new("bash");
-    cmd.current_dir(root())
-        .arg(root().join("scripts/swarm-lab").join(name))
-        .env("SWARM_LAB_DIR", root().join("target/swarm-lab"));
-    cmd
-}
-
 impl Lab {
     /// Brings the lab up with the images of this tree, or says why it cannot
     /// run here and returns `None`.
     fn up(dir: &Path) -> Option<Lab> {
         let mode = std::env::var("TP0_MULTINODE").unwrap_or_default();
-        if mode == "off" {
-            eprintln!("skipped: TP0_MULTINODE=off");
-            return None;
-        }
         let started = Instant::now();
-        let output = script("up.sh").output().expect("up.sh runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        eprint!("{stderr}");
-        match output.status.code() {
-            Some(0) => {}
-            Some(77) => {
-                let why = stderr
-                    .lines()
-                    .find_map(|l| l.strip_prefix("swarm-lab: cannot run here: "))
-                    .unwrap_or("up.sh gave no reason");
-                assert!(
-                    mode != "require",
-                    "TP0_MULTINODE=require, and the multi-node lab cannot run here: {why}"
-                );
-                eprintln!("skipped: the multi-node lab cannot run here: {why}");
+        let swarm = match lab_up(&[]) {
+            Ok(swarm) => swarm,
+            Err(why) => {
+                assert!(mode != "require", "TP0_MULTINODE=require, and {why}");
+                eprintln!("skipped: {why}");
                 return None;
             }
-            _ => panic!(
-                "scripts/swarm-lab/up.sh failed ({}):\n{stderr}",
-                output.status
-            ),
-        }
+        };
         say(format_args!("lab up in {:.1?}", started.elapsed()));
-        let run = root().join("target/swarm-lab");
         Some(Lab {
-            swarm: Swarm::at(
-                &run.join(MANAGER.trim_start_matches("tp0lab-"))
-                    .join("docker.sock"),
-            ),
-            run,
+            swarm,
+            run: lab_dir(),
             logs: dir.join("engine-logs"),
             down: false,
         })
@@ -137,7 +108,7 @@ impl Lab {
         }
         self.down = true;
         let started = Instant::now();
-        let mut cmd = script("down.sh");
+        let mut cmd = lab_script("down.sh");
         if std::thread::panicking() {
             cmd.env("KEEP_LOGS", &self.logs);
         }
@@ -177,7 +148,7 @@ impl Lab {
     }
 
     fn memory(&self) -> String {
-        text(&sh(script("node.sh").arg("memory")))
+        text(&sh(lab_script("node.sh").arg("memory")))
     }
 }
 
@@ -413,7 +384,7 @@ fn lose_a_worker_mid_ingest(name: &str, loss: Loss) {
             .all(|a| stored.get(a).copied().unwrap_or(0) >= 200)
     });
     let node = VICTIM.trim_start_matches("tp0lab-");
-    sh(script("node.sh")
+    sh(lab_script("node.sh")
         .arg(match loss {
             Loss::Engine => "kill-dockerd",
             Loss::Node => "crash",

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::docker::engine;
-use e2e::swarm::{Membership, SingleNode, Swarm, check_draw, generate_stack};
+use e2e::swarm::{
+    Membership, SingleNode, Swarm, check_draw, generate_stack, lab_dir, lab_script, lab_up,
+};
 use e2e::{root, wait_child};
 
 use crate::{PANEL, machine};
@@ -358,45 +360,12 @@ struct Lab {
     swarm: Swarm,
 }
 
-fn lab_dir() -> PathBuf {
-    root().join("target/swarm-lab")
-}
-
-fn lab_script(name: &str) -> Command {
-    let mut cmd = Command::new("bash");
-    cmd.current_dir(root())
-        .arg(root().join("scripts/swarm-lab").join(name))
-        .env("SWARM_LAB_DIR", lab_dir());
-    cmd
-}
-
 impl Lab {
     /// The lab, up with this tree's images; `Err`: why it cannot run here
     /// (up.sh's exit 77, or `TP0_MULTINODE=off`). Any other failure of
     /// up.sh is a failure of the bench.
     fn up() -> Result<Lab, String> {
-        if std::env::var("TP0_MULTINODE").is_ok_and(|m| m == "off") {
-            return Err("TP0_MULTINODE=off".into());
-        }
-        let output = lab_script("up.sh")
-            .env("HEARTBEAT", LAB_HEARTBEAT)
-            .output()
-            .expect("up.sh runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        eprint!("{stderr}");
-        match output.status.code() {
-            Some(0) => Ok(Lab {
-                swarm: Swarm::at(&lab_dir().join("n1/docker.sock")),
-            }),
-            Some(77) => Err(format!(
-                "the multi-node lab cannot run here: {}",
-                stderr
-                    .lines()
-                    .find_map(|l| l.strip_prefix("swarm-lab: cannot run here: "))
-                    .unwrap_or("up.sh gave no reason")
-            )),
-            _ => panic!("scripts/swarm-lab/up.sh failed ({})", output.status),
-        }
+        lab_up(&[("HEARTBEAT", LAB_HEARTBEAT)]).map(|swarm| Lab { swarm })
     }
 
     /// `down.sh`; seconds it took.
