@@ -87,7 +87,7 @@ quoted() {
     echo "        source: $(quoted "$bets_dir")"
     echo "        target: /data"
     echo "    networks:"
-    echo "      - testing_net"
+    echo "      - swarm_net"
     echo "    stop_grace_period: 10s"
     echo "    deploy:"
     echo "      mode: replicated"
@@ -148,7 +148,7 @@ quoted() {
             echo "        read_only: true"
         fi
         echo "    networks:"
-        echo "      - testing_net"
+        echo "      - swarm_net"
         echo "    deploy:"
         echo "      mode: replicated"
         echo "      replicas: $clients"
@@ -162,7 +162,9 @@ quoted() {
     fi
     echo ""
     echo "networks:"
-    echo "  testing_net:"
+    # Not compose's testing_net: stack tp0 and compose project tp0 would both
+    # create tp0_testing_net, and compose refuses a network it did not make.
+    echo "  swarm_net:"
     echo "    driver: overlay"
     echo "    attachable: true"
     echo "    ipam:"

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::generate::agency_bets;
-use e2e::docker::engine;
+use e2e::docker::{engine, sh};
 use e2e::swarm::{
     Membership, SingleNode, Swarm, agency_file_rows, check_agency_log, check_draw,
     check_stored_once, generate_stack, rows, skip,
@@ -293,4 +293,45 @@ fn two_hundred_agencies_brought_up_by_make_swarm_up() {
         removing.elapsed()
     ));
     drop(deployed);
+}
+
+/// The names of a compose or stack file's top-level networks.
+fn networks(file: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .skip_while(|l| *l != "networks:")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':'))
+        .filter(|k| !k.starts_with(' '))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `make swarm-up` beside `make docker-compose-up` on one engine: stack
+/// `tp0` and Compose project `tp0` both prefix their networks with `tp0_`,
+/// and Compose refuses to start on a network of the same name that it did
+/// not create ("network tp0_testing_net was found but has incorrect
+/// label"). So the two files name their networks apart. No engine needed.
+#[test]
+fn the_stack_and_the_compose_project_name_their_networks_apart() {
+    let dir = scratch("swarm-networks");
+    let compose = dir.join("compose.yaml");
+    sh(Command::new("bash")
+        .current_dir(root())
+        .arg(root().join("generar-compose.sh"))
+        .arg(&compose)
+        .arg("5"));
+    let stack = dir.join("stack.yml");
+    generate_stack(&stack, 5, &dir.join("c.yaml"), &dir, &dir.join("bets"));
+    let (compose, stack) = (networks(&compose), networks(&stack));
+    assert!(
+        !compose.is_empty() && !stack.is_empty(),
+        "{compose:?} {stack:?}"
+    );
+    let shared: Vec<&String> = stack.iter().filter(|n| compose.contains(n)).collect();
+    assert!(
+        shared.is_empty(),
+        "stack tp0 and compose project tp0 would both create tp0_{shared:?}"
+    );
 }
