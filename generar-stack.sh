@@ -34,8 +34,14 @@ usage() {
 
 [ $# -eq 2 ] || [ $# -eq 3 ] || usage
 output=$1
-[[ $2 =~ ^[0-9]+$ ]] || usage
+[[ $2 =~ ^0*[0-9]{1,5}$ ]] || usage
 clients=$((10#$2))
+# Each task takes an address of the overlay's /20 (4,094), beside the
+# server's and one per node.
+if ((clients > 4000)); then
+    echo "$0: at most 4000 agencies (the stack's network, 10.125.0.0/20, has 4,094 addresses)" >&2
+    exit 2
+fi
 scenario=${3:-${SCENARIO:-agency}}
 case $scenario in echo | bet | agency) ;; *) usage ;; esac
 # The bet scenario's documents are 3090446 followed by the slot (below): with
@@ -64,7 +70,9 @@ bets_dir=$(absolute "${BETS_DIR:-./.data/swarm}")
 # Double-quoted YAML scalars: the paths may hold spaces or quotes.
 quoted() {
     local s=${1//\\/\\\\}
-    printf '"%s"' "${s//\"/\\\"}"
+    s=${s//\"/\\\"}
+    # `docker stack deploy` substitutes $VAR in the file; $$ is a plain $.
+    printf '"%s"' "${s//\$/\$\$}"
 }
 
 {
@@ -99,10 +107,11 @@ quoted() {
     echo "        # Its bets folder is a bind mount on this node: keep it there."
     echo "        constraints:"
     echo "          - node.role == manager"
-    echo "      # Restarted after a crash (non-zero exit), not after SIGTERM (exit 0,"
-    echo "      # docker stack rm); it resumes the round from its bets folder."
+    echo "      # Restarted whenever it ends, also after a clean exit (SIGTERM from a"
+    echo "      # docker stop or a stopping engine): it resumes the round from its"
+    echo "      # bets folder. docker stack rm removes it without a restart."
     echo "      restart_policy:"
-    echo "        condition: on-failure"
+    echo "        condition: any"
     echo "        delay: 1s"
     if ((clients > 0)); then
         echo ""

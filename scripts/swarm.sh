@@ -19,9 +19,9 @@
 # network are gone, so the next `up` does not collide with them. The swarm
 # stays; `docker swarm leave --force` leaves it (on a single node, that
 # deletes the swarm).
-# logs: follows both services' logs (`docker service logs -f`; each line after
-# `<service>.<slot>.<task>@<node> | `, the slot being the agency); for more
-# than 32 agencies, each agency's log once its task has ended (see logs()).
+# logs: follows the server's log (`docker service logs -f`; each line after
+# `<service>.<slot>.<task>@<node> | `) and shows each agency's whole log once
+# its task has ended (the slot being the agency; see logs() for why).
 #
 # Env: AGENCIES (5), STACK (tp0), STACK_FILE (docker-stack.yaml), SCENARIO
 # (agency), DATA_DIR (./.data), BETS_DIR (./.data/swarm), SERVER_CONFIG
@@ -90,6 +90,17 @@ up() {
     for path in "$server_config" "$client_config"; do
         [ -f "$path" ] || fail "$path is not a file (a mounted configuration)"
     done
+    # An unfinished round in the bets folder is resumed, and only with the
+    # AGENCIES it started with: the server would refuse any other and be
+    # restarted over and over.
+    local state=$bets_dir/bets.csv.state round_agencies
+    if [ -f "$state" ] && ! grep -qx drawn "$state"; then
+        round_agencies=$(sed -n '1s/^round [0-9]* agencies \([0-9]*\) .*/\1/p' "$state")
+        if [ -n "$round_agencies" ] && [ "$round_agencies" != "$((10#$agencies))" ]; then
+            fail "$bets_dir holds an unfinished round of $round_agencies agencies;" \
+                "finish it with AGENCIES=$round_agencies, or move $bets_dir/bets.csv* away"
+        fi
+    fi
     local role
     role=$(role)
     if [ "$role" = inactive ]; then
@@ -105,6 +116,14 @@ up() {
         fail "stack $stack is already deployed: \`make swarm-down\` removes it (a deploy" \
             "over it would only update its services, and completed agencies would not run again)"
     fi
+    # A stack being removed (`docker stack rm` returns at once) still holds
+    # its network; a deploy now would fail on it.
+    local deadline=$((SECONDS + down_timeout)) left
+    while left=$(leftovers) && [ -n "$left" ]; do
+        ((SECONDS < deadline)) ||
+            fail "stack $stack is still being removed (${left%, } left after ${down_timeout}s)"
+        sleep 0.5
+    done
     if [ "$scenario" = agency ]; then
         DATA_DIR=$data_dir CLIENT_BIN=${CLIENT_BIN:-$root/target/docker/client} \
             bash "$root/scripts/gen-data.sh" "$agencies"
@@ -183,12 +202,12 @@ logs() {
     trap 'exit 130' INT TERM
     for service in $services; do
         replicas=$(docker service inspect -f '{{if .Spec.Mode.Replicated}}{{.Spec.Mode.Replicated.Replicas}}{{end}}' "$service")
-        if [ "${replicas:-0}" -gt 32 ]; then
-            # Docker 20.10's `docker service logs` of a service of more than
-            # about 32 tasks (33 to 40 here) never ends and drops lines, with
-            # -f too; a task's own log comes whole.
-            echo "swarm-logs: $service has $replicas tasks, too many for \`docker service" \
-                "logs -f\`: each task's log is shown whole when the task ends" >&2
+        if [ "${replicas:-0}" -gt 1 ]; then
+            # Docker 20.10's `docker service logs` of a service of several
+            # tasks drops lines, with -f too (with 5 busy agencies here; past
+            # about 32 tasks it also never ends); a task's own log comes whole.
+            echo "swarm-logs: $service has $replicas tasks; \`docker service logs -f\` of" \
+                "them all drops lines, so each task's log is shown whole when the task ends" >&2
             ended_task_logs "$service" &
         else
             docker service logs -f "$service" &
@@ -199,6 +218,7 @@ logs() {
 }
 
 command=${1:-}
+[ $# -le 1 ] || { echo "usage: $0 up|down|logs (settings go in the environment)" >&2; exit 2; }
 case $command in
     up) up ;;
     down) down ;;

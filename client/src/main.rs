@@ -145,8 +145,15 @@ fn gen_data(agency: &str, bets: &str, winners: &str, out: &str) -> ExitCode {
         return ExitCode::from(2);
     }
     let data = client::generate::agency_bets(agency, bets, winners, u64::from(agency));
-    let result = std::fs::File::create(out)
-        .and_then(|file| client::generate::write_csv(&data, std::io::BufWriter::new(file)));
+    // Written beside it and renamed into place: a run cut short (a full disk,
+    // Ctrl-C) leaves no torn file that gen-data.sh would then keep as done.
+    let partial = format!("{out}.partial");
+    let result = std::fs::File::create(&partial)
+        .and_then(|file| client::generate::write_csv(&data, std::io::BufWriter::new(file)))
+        .and_then(|()| std::fs::rename(&partial, out))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        });
     match result {
         Ok(()) => {
             info!(

@@ -335,3 +335,56 @@ fn the_stack_and_the_compose_project_name_their_networks_apart() {
         "stack tp0 and compose project tp0 would both create tp0_{shared:?}"
     );
 }
+
+/// `make swarm-up` over a bets folder whose unfinished round was started for
+/// another number of agencies refuses before touching the engine (the
+/// server would refuse the round and be restarted over and over), naming
+/// the round's number and the two ways out.
+#[test]
+fn swarm_up_refuses_an_unfinished_round_of_other_agencies() {
+    let dir = scratch("swarm-stale-round");
+    std::fs::write(
+        dir.join("bets.csv.state"),
+        "round 1 agencies 5 started 0\nfinished 1 10\n",
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .current_dir(root())
+        .arg("scripts/swarm.sh")
+        .arg("up")
+        .env("AGENCIES", "6")
+        .env("BETS_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let expected = format!(
+        "swarm-up: {} holds an unfinished round of 5 agencies; finish it with \
+         AGENCIES=5, or move {}/bets.csv* away",
+        dir.display(),
+        dir.display()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), expected);
+}
+
+/// The generator refuses counts the stack cannot hold, rather than wrap
+/// them: more than the network's addresses, more digits than any count.
+#[test]
+fn the_stack_generator_refuses_counts_it_cannot_deploy() {
+    let dir = scratch("swarm-counts");
+    for (count, ok) in [
+        ("0", true),
+        ("4000", true),
+        ("4001", false),
+        ("18446744073709551616", false),
+        ("-1", false),
+    ] {
+        let out = Command::new("bash")
+            .current_dir(root())
+            .arg("generar-stack.sh")
+            .arg(dir.join("stack.yml"))
+            .arg(count)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), ok, "{count}: {}", text(&out));
+    }
+}
