@@ -9,8 +9,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use lottery_protocol::Bet;
-
 use crate::docker::{Line, lines, parse_log, sh};
 use crate::{root, text};
 
@@ -479,23 +477,6 @@ pub fn check_draw(log: &str, bets: usize) -> Vec<Line> {
     server
 }
 
-/// Bets as the server stores them: agency, first name, last name,
-/// document, birthdate, number.
-pub fn rows(bets: &[Bet]) -> Vec<Vec<String>> {
-    bets.iter()
-        .map(|b| {
-            vec![
-                b.agency.to_string(),
-                b.first_name.clone(),
-                b.last_name.clone(),
-                b.document.to_string(),
-                b.birthdate.as_str().to_owned(),
-                b.number.to_string(),
-            ]
-        })
-        .collect()
-}
-
 /// An agency file's bets as the server stores them (the agency in front).
 pub fn agency_file_rows(file: &Path, agency: u16) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()
@@ -510,32 +491,6 @@ pub fn agency_file_rows(file: &Path, agency: u16) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
-}
-
-/// Every row of `expected` is in the bets file exactly once, and nothing else.
-pub fn check_stored_once(bets_file: &Path, expected: &[Vec<String>]) {
-    let stored: Vec<Vec<String>> = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_path(bets_file)
-        .unwrap_or_else(|e| panic!("{}: {e}", bets_file.display()))
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
-    let mut count: BTreeMap<&Vec<String>, i64> = BTreeMap::new();
-    for row in &stored {
-        *count.entry(row).or_default() += 1;
-    }
-    for row in expected {
-        *count.entry(row).or_default() -= 1;
-    }
-    let wrong: Vec<_> = count.iter().filter(|&(_, &n)| n != 0).take(5).collect();
-    assert!(
-        wrong.is_empty(),
-        "{} rows stored for {} bets; rows stored more (+) or fewer (-) times \
-         than once, first 5: {wrong:?}",
-        stored.len(),
-        expected.len()
-    );
 }
 
 // ---- the multi-node lab (scripts/swarm-lab) ---------------------------------

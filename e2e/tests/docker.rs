@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use client::generate::agency_bets;
 use e2e::docker::*;
-use e2e::{dataset, root, scratch, write_agency_file};
+use e2e::{check_stored_once, dataset, root, rows, scratch, write_agency_file};
 
 const LONG: Duration = Duration::from_secs(180);
 
@@ -570,16 +570,7 @@ fn a_crashed_server_is_restarted_and_the_round_completes() {
         let agency = i as u16 + 1;
         let bets = agency_bets(agency, 2500 + 250 * usize::from(agency), w, 13);
         write_agency_file(&data, agency, &bets);
-        expected.extend(bets.iter().map(|b| {
-            vec![
-                b.agency.to_string(),
-                b.first_name.clone(),
-                b.last_name.clone(),
-                b.document.to_string(),
-                b.birthdate.as_str().to_owned(),
-                b.number.to_string(),
-            ]
-        }));
+        expected.extend(rows(&bets));
     }
     let config = dir.join("config.yaml");
     std::fs::write(
@@ -742,28 +733,7 @@ fn a_crashed_server_is_restarted_and_the_round_completes() {
     );
 
     // The bets volume: every bet of every agency file, exactly once.
-    let stored: Vec<Vec<String>> = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_path(d.dir.join("bets/bets.csv"))
-        .unwrap()
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
-    let mut count: BTreeMap<&Vec<String>, i64> = BTreeMap::new();
-    for row in &stored {
-        *count.entry(row).or_default() += 1;
-    }
-    for row in &expected {
-        *count.entry(row).or_default() -= 1;
-    }
-    let wrong: Vec<_> = count.iter().filter(|&(_, &n)| n != 0).take(5).collect();
-    assert!(
-        wrong.is_empty(),
-        "{} rows stored for {} bets; rows stored more (+) or fewer (-) times \
-         than once, first 5: {wrong:?}",
-        stored.len(),
-        expected.len()
-    );
+    check_stored_once(&d.dir.join("bets/bets.csv"), &expected);
 
     // What the policy does not cover: `docker kill` is a manual stop.
     sh(Command::new("docker").args(["kill", "server"]));

@@ -26,10 +26,9 @@ use std::time::{Duration, Instant};
 use client::generate::agency_bets;
 use e2e::docker::{Line, engine, lines, sh};
 use e2e::swarm::{
-    Swarm, Task, check_agency_log, check_draw, check_stored_once, generate_stack, lab_dir,
-    lab_script, lab_up, rows,
+    Swarm, Task, check_agency_log, check_draw, generate_stack, lab_dir, lab_script, lab_up,
 };
-use e2e::{scratch, text, write_agency_file};
+use e2e::{check_stored_once, rows, scratch, text, write_agency_file};
 
 const MANAGER: &str = "tp0lab-n1";
 const NODES: [&str; 3] = ["tp0lab-n1", "tp0lab-n2", "tp0lab-n3"];

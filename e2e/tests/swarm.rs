@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use client::generate::agency_bets;
 use e2e::docker::{engine, sh};
 use e2e::swarm::{
-    Membership, SingleNode, Swarm, agency_file_rows, check_agency_log, check_draw,
-    check_stored_once, generate_stack, rows, skip,
+    Membership, SingleNode, Swarm, agency_file_rows, check_agency_log, check_draw, generate_stack,
+    skip,
 };
-use e2e::{root, scratch, text, write_agency_file};
+use e2e::{check_stored_once, root, rows, scratch, text, write_agency_file};
 
 /// The stack name users deploy (`make swarm-up`'s default).
 const STACK: &str = "tp0";
