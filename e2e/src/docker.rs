@@ -11,13 +11,33 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::{root, wait_child};
+use crate::{output_within, root, wait_child};
 
-/// Runs a command, panicking with its output if it fails.
+/// How long one Docker CLI call may take before the engine counts as stuck:
+/// room for `make docker-image` on a cold cache and `compose up` of fifty
+/// containers.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// How long a read of the engine's state (`info`, `ps`, `inspect`, `logs`)
+/// may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a command to completion within `timeout` (see [`output_within`]),
+/// panicking if it is still running then: an engine that accepts calls and
+/// never answers fails the test instead of hanging it.
+pub fn output(cmd: &mut Command, timeout: Duration) -> Output {
+    output_within(cmd, timeout).unwrap_or_else(|| {
+        panic!(
+            "{cmd:?} did not finish within {timeout:?}: the Docker engine may be stuck \
+             (`make provision` restarts an engine that does not answer)"
+        )
+    })
+}
+
+/// Runs a command (at most [`CALL_TIMEOUT`]), panicking with its output if it
+/// fails.
 pub fn sh(cmd: &mut Command) -> Output {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?} did not run: {e}"));
+    let output = output(cmd, CALL_TIMEOUT);
     assert!(
         output.status.success(),
         "{cmd:?} failed:\n{}{}",
@@ -25,6 +45,23 @@ pub fn sh(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// The docker CLI reading the engine's state (at most [`QUERY_TIMEOUT`]);
+/// its output, whether or not it succeeded.
+pub fn query(args: &[&str]) -> Output {
+    output(Command::new("docker").args(args), QUERY_TIMEOUT)
+}
+
+/// [`query`] that must succeed; its stdout, trimmed.
+pub fn query_ok(args: &[&str]) -> String {
+    let output = query(args);
+    assert!(
+        output.status.success(),
+        "docker {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// Held while a scenario runs: the scenarios use project `tp0` and fixed
@@ -72,14 +109,7 @@ pub fn engine() -> Option<EngineGuard> {
         _machine: machine_lock(),
     };
     let ready = IMAGES.get_or_init(|| {
-        let answers = |args: &[&str]| {
-            Command::new("docker")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
+        let answers = |args: &[&str]| query(args).status.success();
         if !answers(&["info"]) {
             return Err("no Docker engine answers (`make provision` starts one)".into());
         }
@@ -96,12 +126,29 @@ pub fn engine() -> Option<EngineGuard> {
         Ok(())
     });
     match ready {
-        Ok(()) => Some(guard),
+        Ok(()) => {
+            check_not_stuck();
+            Some(guard)
+        }
         Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI=true and {why}"),
         Err(why) => {
             eprintln!("skipped: {why}");
             None
         }
+    }
+}
+
+/// Panics, within seconds, if the engine is stuck: it answers, but a call on
+/// one of its containers never returns. Seen here on engine 20.10 once:
+/// containers whose process had exited stayed `Up`, and `docker inspect` of
+/// them hung; every later scenario would hang with them.
+fn check_not_stuck() {
+    const PROBE: Duration = Duration::from_secs(30);
+    let ids = output(Command::new("docker").args(["ps", "-aq"]), PROBE);
+    let ids = String::from_utf8_lossy(&ids.stdout);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        output(Command::new("docker").arg("inspect").args(&ids), PROBE);
     }
 }
 
@@ -201,10 +248,12 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        let _ = self
-            .compose()
-            .args(["down", "-t", "2", "--remove-orphans"])
-            .output();
+        // No panic here (a drop may run while a test unwinds): a stuck engine
+        // fails the next scenario's check instead.
+        let _ = output_within(
+            self.compose().args(["down", "-t", "2", "--remove-orphans"]),
+            CALL_TIMEOUT,
+        );
     }
 }
 
@@ -235,33 +284,24 @@ pub fn wait_exit(names: &[&str], timeout: Duration) -> Vec<i32> {
 
 /// Removes whatever an earlier, interrupted run of project tp0 left behind.
 pub fn remove_project_containers() {
-    let output = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            "label=com.docker.compose.project=tp0",
-        ])
-        .output()
-        .expect("docker ps");
-    let ids: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let ids = query_ok(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=com.docker.compose.project=tp0",
+    ]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
     if !ids.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&ids)
-            .output();
+        output(
+            Command::new("docker").args(["rm", "-f"]).args(&ids),
+            CALL_TIMEOUT,
+        );
     }
 }
 
 /// A container's whole log (stdout and stderr).
 pub fn logs(container: &str) -> String {
-    let output = Command::new("docker")
-        .args(["logs", container])
-        .output()
-        .expect("docker logs");
+    let output = query(&["logs", container]);
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -270,26 +310,19 @@ pub fn logs(container: &str) -> String {
 }
 
 pub fn exit_code(container: &str) -> i32 {
-    let output =
-        sh(Command::new("docker").args(["inspect", "-f", "{{.State.ExitCode}}", container]));
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
+    query_ok(&["inspect", "-f", "{{.State.ExitCode}}", container])
         .parse()
         .expect("an exit code")
 }
 
 pub fn running(container: &str) -> bool {
-    let output =
-        sh(Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", container]));
-    String::from_utf8_lossy(&output.stdout).trim() == "true"
+    query_ok(&["inspect", "-f", "{{.State.Running}}", container]) == "true"
 }
 
 /// How many times Docker has restarted a container under its restart policy
 /// (a manual start resets it).
 pub fn restart_count(container: &str) -> u32 {
-    let output = sh(Command::new("docker").args(["inspect", "-f", "{{.RestartCount}}", container]));
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
+    query_ok(&["inspect", "-f", "{{.RestartCount}}", container])
         .parse()
         .expect("a restart count")
 }
@@ -303,9 +336,7 @@ pub fn restart_count(container: &str) -> u32 {
 /// the host's PID namespace (what Docker access alone allows). Returns the
 /// PID killed.
 pub fn crash(container: &str) -> u32 {
-    let output = sh(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", container]));
-    let pid: u32 = String::from_utf8_lossy(&output.stdout)
-        .trim()
+    let pid: u32 = query_ok(&["inspect", "-f", "{{.State.Pid}}", container])
         .parse()
         .expect("a PID");
     assert_ne!(pid, 0, "{container} is not running");
@@ -330,8 +361,7 @@ pub fn crash(container: &str) -> u32 {
 }
 
 pub fn image_id(image: &str) -> String {
-    let output = sh(Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", image]));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    query_ok(&["image", "inspect", "-f", "{{.Id}}", image])
 }
 
 /// A parsed log line, as the exercise's checker reads it.

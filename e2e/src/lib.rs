@@ -264,6 +264,48 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Runs a command to completion with its stdout and stderr captured, as
+/// [`Command::output`] does, but gives up after `timeout`: the command and
+/// everything it started (its own process group) are killed and `None` comes
+/// back. For the Docker CLI, whose calls block forever on an engine that
+/// accepts connections and never answers.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Option<Output> {
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let Some(status) = wait_child(&mut child, timeout) else {
+        // The whole group: `docker compose` and `make` leave children behind.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.wait();
+        // The readers are left to end when the pipes close.
+        return None;
+    };
+    Some(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
 /// A client process with its own environment (no config file).
 pub fn client(server: &str, id: u16, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(binary("client"));
@@ -551,4 +593,48 @@ pub fn check_stored_once(bets_file: &Path, expected: &[Vec<String>]) {
         stored.len(),
         expected.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_within_captures_a_command_that_ends() {
+        let output = output_within(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(30),
+        )
+        .expect("ends");
+        assert_eq!(output.status.code(), Some(3));
+        assert_eq!(output.stdout, b"out\n");
+        assert_eq!(output.stderr, b"err\n");
+    }
+
+    #[test]
+    fn output_within_kills_a_stuck_command_and_what_it_started() {
+        let dir = scratch("output-within");
+        let pid_file = dir.join("pid");
+        let started = Instant::now();
+        let output = output_within(
+            Command::new("sh")
+                .args(["-c", "sleep 60 & echo $! >\"$1\"; wait", "sh"])
+                .arg(&pid_file),
+            Duration::from_millis(500),
+        );
+        assert!(output.is_none());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid = std::fs::read_to_string(&pid_file).expect("the child wrote its pid");
+        // Killed, then reaped by init: gone, or a zombie for a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+            match stat {
+                Err(_) => break,
+                Ok(stat) if stat.contains(") Z ") => break,
+                Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(stat) => panic!("the command's own child still runs: {stat}"),
+            }
+        }
+    }
 }

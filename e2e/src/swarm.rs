@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::docker::{Line, lines, parse_log, sh};
+use crate::docker::{CALL_TIMEOUT, Line, lines, output, parse_log, sh};
 use crate::{root, text};
 
 /// One engine's docker CLI, every call under a timeout: an engine that is
@@ -519,10 +519,7 @@ pub fn lab_up(env: &[(&str, &str)]) -> Result<Swarm, String> {
     if std::env::var("TP0_MULTINODE").is_ok_and(|m| m == "off") {
         return Err("TP0_MULTINODE=off".into());
     }
-    let output = lab_script("up.sh")
-        .envs(env.iter().copied())
-        .output()
-        .expect("up.sh runs");
+    let output = output(lab_script("up.sh").envs(env.iter().copied()), CALL_TIMEOUT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     eprint!("{stderr}");
     match output.status.code() {

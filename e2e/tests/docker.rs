@@ -129,11 +129,12 @@ fn the_echo_validation_script() {
     let d = Deployment::generate(&dir, 0, "agency", Mounts::default());
     d.up(&[]);
     for shell in ["sh", "bash"] {
-        let output = Command::new(shell)
-            .current_dir(root())
-            .arg("./validar-echo-server.sh")
-            .output()
-            .unwrap();
+        let output = output(
+            Command::new(shell)
+                .current_dir(root())
+                .arg("./validar-echo-server.sh"),
+            CALL_TIMEOUT,
+        );
         assert_eq!(
             String::from_utf8_lossy(&output.stdout),
             "action: test_echo_server | result: success\n",
@@ -150,22 +151,24 @@ fn the_echo_validation_script() {
     // A stand-in that answers with a prefix of the message: the script says fail.
     let standin = root().join("docker/prefix-echo-server.yaml");
     let compose = |args: &[&str]| {
-        Command::new("docker")
-            .current_dir(root())
-            .args(["compose", "-f"])
-            .arg(&standin)
-            .args(args)
-            .output()
-            .unwrap()
+        output(
+            Command::new("docker")
+                .current_dir(root())
+                .args(["compose", "-f"])
+                .arg(&standin)
+                .args(args),
+            CALL_TIMEOUT,
+        )
     };
     remove_project_containers();
     assert!(compose(&["up", "-d"]).status.success());
     std::thread::sleep(Duration::from_millis(500));
-    let output = Command::new("sh")
-        .current_dir(root())
-        .arg("./validar-echo-server.sh")
-        .output()
-        .unwrap();
+    let output = output(
+        Command::new("sh")
+            .current_dir(root())
+            .arg("./validar-echo-server.sh"),
+        CALL_TIMEOUT,
+    );
     compose(&["down", "-t", "1"]);
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),

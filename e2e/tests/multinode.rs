@@ -24,11 +24,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::generate::agency_bets;
-use e2e::docker::{Line, engine, lines, sh};
+use e2e::docker::{CALL_TIMEOUT, Line, engine, lines, sh};
 use e2e::swarm::{
     Swarm, Task, check_agency_log, check_draw, generate_stack, lab_dir, lab_script, lab_up,
 };
-use e2e::{check_stored_once, rows, scratch, text, write_agency_file};
+use e2e::{check_stored_once, output_within, rows, scratch, text, write_agency_file};
 
 const MANAGER: &str = "tp0lab-n1";
 const NODES: [&str; 3] = ["tp0lab-n1", "tp0lab-n2", "tp0lab-n3"];
@@ -111,7 +111,15 @@ impl Lab {
         if std::thread::panicking() {
             cmd.env("KEEP_LOGS", &self.logs);
         }
-        let output = cmd.output().expect("down.sh runs");
+        // No second panic while unwinding: a timeout is only reported then.
+        let Some(output) = output_within(&mut cmd, CALL_TIMEOUT) else {
+            assert!(
+                std::thread::panicking(),
+                "scripts/swarm-lab/down.sh did not finish within {CALL_TIMEOUT:?}"
+            );
+            eprintln!("down.sh did not finish within {CALL_TIMEOUT:?}");
+            return;
+        };
         if std::thread::panicking() {
             eprintln!(
                 "down.sh: {}; the engines' logs are in {}",

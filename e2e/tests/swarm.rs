@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::generate::agency_bets;
-use e2e::docker::{engine, sh};
+use e2e::docker::{CALL_TIMEOUT, engine, output, sh};
 use e2e::swarm::{
     Membership, SingleNode, Swarm, agency_file_rows, check_agency_log, check_draw, generate_stack,
     skip,
@@ -226,12 +226,13 @@ fn two_hundred_agencies_brought_up_by_make_swarm_up() {
 
     let started = Instant::now();
     let make = |target: &str, vars: &[String]| {
-        Command::new("make")
-            .current_dir(root())
-            .arg(target)
-            .args(vars)
-            .output()
-            .expect("make runs")
+        output(
+            Command::new("make")
+                .current_dir(root())
+                .arg(target)
+                .args(vars),
+            CALL_TIMEOUT,
+        )
     };
     let up = make(
         "swarm-up",
@@ -348,14 +349,15 @@ fn swarm_up_refuses_an_unfinished_round_of_other_agencies() {
         "round 1 agencies 5 started 0\nfinished 1 10\n",
     )
     .unwrap();
-    let out = Command::new("bash")
-        .current_dir(root())
-        .arg("scripts/swarm.sh")
-        .arg("up")
-        .env("AGENCIES", "6")
-        .env("BETS_DIR", &dir)
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new("bash")
+            .current_dir(root())
+            .arg("scripts/swarm.sh")
+            .arg("up")
+            .env("AGENCIES", "6")
+            .env("BETS_DIR", &dir),
+        CALL_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let expected = format!(
         "swarm-up: {} holds an unfinished round of 5 agencies; finish it with \
