@@ -2,7 +2,8 @@
 # Makes this machine able to run the Docker parts of the project. Idempotent:
 # each step checks first and does nothing when its thing is already there.
 #
-#   1. a Docker engine that answers (installs docker.io and starts dockerd if none);
+#   1. a Docker engine that answers (installs docker.io and starts dockerd if none;
+#      restarts one that is stuck);
 #   2. Docker Compose v2 (`docker compose`), 2.27 or newer: Debian bookworm ships
 #      only v1, and Compose before 2.27 starts every `docker compose logs` line
 #      with the terminal escape ESC[2K even into a pipe or a file. A Compose that
@@ -28,20 +29,85 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
 
-# 1. The engine.
-if ! docker info >/dev/null 2>&1; then
-    if ! command -v dockerd >/dev/null 2>&1; then
-        log "installing docker.io"
-        apt_install docker.io
-    fi
+# 1. The engine: one that answers, and is not stuck. A stuck engine accepts
+#    calls and never answers them; seen here once on engine 20.10: containers
+#    whose process had exited stayed Up and `docker inspect` of them hung, so
+#    every Docker test after it would hang too. Such an engine is restarted.
+PROBE=30 # seconds one call may take
+start_engine() {
     log "starting dockerd"
     ($SUDO dockerd >/var/log/dockerd.log 2>&1 &)
     for _ in $(seq 1 60); do
-        docker info >/dev/null 2>&1 && break
+        timeout "$PROBE" docker info >/dev/null 2>&1 && return
         sleep 1
     done
-    docker info >/dev/null 2>&1 || { log "the Docker engine did not start; see /var/log/dockerd.log"; exit 1; }
-fi
+    log "the Docker engine did not start; see /var/log/dockerd.log"
+    exit 1
+}
+# Prints what does not answer within $PROBE seconds (empty: nothing), or
+# "down" when no engine takes calls at all.
+engine_stuck() {
+    local rc ids
+    timeout "$PROBE" docker info >/dev/null 2>&1 || rc=$?
+    case ${rc:-0} in
+        0) ;;
+        124 | 137) echo "docker info"; return ;;
+        *) echo down; return ;;
+    esac
+    ids=$(timeout "$PROBE" docker ps -aq 2>/dev/null) || { echo "docker ps"; return; }
+    if [ -n "$ids" ]; then
+        # shellcheck disable=SC2086
+        timeout "$PROBE" docker inspect $ids >/dev/null 2>&1 || rc=$?
+        [ "${rc:-0}" = 124 ] && echo "docker inspect of its $(wc -w <<<"$ids") containers"
+    fi
+    true
+}
+# A process that runs (a zombie has ended).
+alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+restart_engine() {
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+        $SUDO systemctl restart docker
+        return
+    fi
+    local pid
+    pid=$(cat /var/run/docker.pid 2>/dev/null || pgrep -xo dockerd || true)
+    if [ -n "$pid" ]; then
+        $SUDO kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 20); do alive "$pid" || break; sleep 1; done
+        if alive "$pid"; then
+            local ctr=/var/run/docker/containerd/containerd.pid cpid
+            cpid=$(cat "$ctr" 2>/dev/null || true)
+            log "dockerd $pid did not stop within 20 s; killing it and its containerd ${cpid:-(none)}"
+            $SUDO kill -KILL "$pid" ${cpid:+"$cpid"} 2>/dev/null || true
+            for _ in $(seq 1 50); do
+                alive "$pid" || { [ -n "$cpid" ] && alive "$cpid"; } || break
+                sleep 0.2
+            done
+            # A new dockerd trusts these while their pids exist (zombies
+            # included): it would refuse to start, or wait on the dead
+            # containerd.
+            $SUDO rm -f /var/run/docker.pid "$ctr"
+        fi
+    fi
+    start_engine
+}
+stuck=$(engine_stuck)
+case $stuck in
+    "") ;;
+    down)
+        if ! command -v dockerd >/dev/null 2>&1; then
+            log "installing docker.io"
+            apt_install docker.io
+        fi
+        start_engine
+        ;;
+    *)
+        log "the Docker engine is stuck ($stuck did not answer within ${PROBE} s); restarting it"
+        restart_engine
+        stuck=$(engine_stuck)
+        [ -z "$stuck" ] || { log "the Docker engine is still stuck after a restart ($stuck); see /var/log/dockerd.log"; exit 1; }
+        ;;
+esac
 
 # 2. Compose v2, at least 2.27.
 MIN_COMPOSE=2.27
