@@ -248,11 +248,12 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        // No panic here (a drop may run while a test unwinds): a stuck engine
-        // fails the next scenario's check instead.
+        // No panic here (a drop may run while a test unwinds), and a shorter
+        // limit than a call's (fifty containers go in under a minute): a
+        // stuck engine fails the next scenario's check instead.
         let _ = output_within(
             self.compose().args(["down", "-t", "2", "--remove-orphans"]),
-            CALL_TIMEOUT,
+            Duration::from_secs(180),
         );
     }
 }
