@@ -430,6 +430,121 @@ pub struct RoundFiles {
     pub opened: Opened,
 }
 
+/// What a start does with the round it finds at its bets file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// No round, or one with nothing stored or decided: a new round with
+    /// this start's `AGENCIES`.
+    New,
+    /// A complete round (drawn, every winner delivered): archived, then a
+    /// new round.
+    Archive,
+    /// A round in progress, for this start's `AGENCIES`: resumed.
+    Resume,
+}
+
+impl Plan {
+    /// The word the logs use: `new`, `archived`, `resumed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::New => "new",
+            Plan::Archive => "archived",
+            Plan::Resume => "resumed",
+        }
+    }
+}
+
+/// A round read back from its files, and what a start does with it.
+struct ReadBack {
+    bets: Vec<u8>,
+    state: Vec<u8>,
+    /// `None` when only a complete round's state file is left (its bets
+    /// file was archived before a crash).
+    round: Option<Round>,
+    plan: Plan,
+}
+
+/// Reads the round at `path` (its bets from `bets`, `None` when there is no
+/// bets file) and decides what a start with `agencies` does with it. Changes
+/// nothing. Errors: a state file that cannot be read, files this server did
+/// not write, a round in progress for another number of agencies.
+fn read_back(
+    path: &Path,
+    bets: Option<&mut File>,
+    agencies: u16,
+    now: u64,
+) -> Result<ReadBack, StartError> {
+    let state_path = state_path(path);
+    let state = match std::fs::read(&state_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_error(&state_path, "read")(e)),
+    };
+    let Some(file) = bets else {
+        if crate::round::state_is_complete(&state) {
+            return Ok(ReadBack {
+                bets: Vec::new(),
+                state,
+                round: None,
+                plan: Plan::Archive,
+            });
+        }
+        return read_back_bytes(path, Vec::new(), state, agencies, now);
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(io_error(path, "read"))?;
+    read_back_bytes(path, bytes, state, agencies, now)
+}
+
+fn read_back_bytes(
+    path: &Path,
+    bets: Vec<u8>,
+    state: Vec<u8>,
+    agencies: u16,
+    now: u64,
+) -> Result<ReadBack, StartError> {
+    let round = read_round(&bets, &state, agencies, now).map_err(|error| StartError::Recovery {
+        path: path.to_owned(),
+        error,
+    })?;
+    let untouched =
+        round.rows == 0 && round.drawn.is_none() && crate::round::finished(&round).is_empty();
+    let plan = if round.is_complete() {
+        Plan::Archive
+    } else if untouched {
+        // Nothing was stored or decided: start afresh, with this AGENCIES.
+        Plan::New
+    } else if round.agencies != agencies {
+        return Err(StartError::Agencies {
+            path: path.to_owned(),
+            round: round.agencies,
+            config: agencies,
+        });
+    } else {
+        Plan::Resume
+    };
+    Ok(ReadBack {
+        bets,
+        state,
+        round: Some(round),
+        plan,
+    })
+}
+
+/// What a start with `agencies` would do with the round at `path`, without
+/// starting: nothing is locked, created or changed, so it may run beside a
+/// server on the same files. The same errors as [`open_round`] but
+/// [`StartError::Locked`]. `now` is unix seconds.
+pub fn check_round(path: &Path, agencies: u16, now: u64) -> Result<Plan, StartError> {
+    let mut bets = match File::open(path) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_error(path, "open")(e)),
+    };
+    read_back(path, bets.as_mut(), agencies, now).map(|read| read.plan)
+}
+
 /// Opens the round at `path` once the listener is bound: locks the bets file
 /// (creating it if `locked` found none), reads the round back, and then, only
 /// then, changes files: cuts torn tails, archives a complete round under a
@@ -441,9 +556,11 @@ pub fn open_round(
     now: u64,
 ) -> Result<RoundFiles, StartError> {
     let state_path = state_path(path);
-    if locked.is_none()
-        && crate::round::state_is_complete(&std::fs::read(&state_path).unwrap_or_default())
-    {
+    // With no bets file, nothing is created until the round reads back: a
+    // start that is refused leaves the folder as it was.
+    let mut bets = locked;
+    let read = read_back(path, bets.as_mut(), agencies, now)?;
+    let Some(recovered) = read.round else {
         // A complete round whose bets file was archived before a crash: its
         // state file follows it.
         let archived = archive_state(&state_path, path)?;
@@ -452,50 +569,25 @@ pub fn open_round(
             ..Opened::default()
         };
         return finish_new(path, agencies, now, opened);
-    }
-    // With no bets file, nothing is created until the round reads back: a
-    // start that is refused leaves the folder as it was.
-    let mut bets = locked;
-    let mut bytes = Vec::new();
-    if let Some(file) = bets.as_mut() {
-        file.read_to_end(&mut bytes)
-            .map_err(io_error(path, "read"))?;
-    }
-    let state_bytes = match std::fs::read(&state_path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_error(&state_path, "read")(e)),
     };
-    let recovered =
-        read_round(&bytes, &state_bytes, agencies, now).map_err(|error| StartError::Recovery {
-            path: path.to_owned(),
-            error,
-        })?;
+    let (bytes, state_bytes) = (read.bets, read.state);
     let mut opened = Opened {
         state_missing: state_bytes.is_empty() && !bytes.is_empty(),
         ..Opened::default()
     };
-    if recovered.is_complete() {
-        opened.archived = Some(archive(path, &state_path)?);
-        drop(bets); // unlocks the archived file
-        return finish_new(path, agencies, now, opened);
-    }
-    let untouched = recovered.rows == 0
-        && recovered.drawn.is_none()
-        && crate::round::finished(&recovered).is_empty();
-    if untouched {
-        // Nothing was stored or decided: start afresh, with this AGENCIES
-        // (a torn first row is cut by the fresh start, and said so).
-        opened.bets_cut = recovered.bets_torn;
-        drop(bets);
-        return finish_new(path, agencies, now, opened);
-    }
-    if recovered.agencies != agencies {
-        return Err(StartError::Agencies {
-            path: path.to_owned(),
-            round: recovered.agencies,
-            config: agencies,
-        });
+    match read.plan {
+        Plan::Archive => {
+            opened.archived = Some(archive(path, &state_path)?);
+            drop(bets); // unlocks the archived file
+            return finish_new(path, agencies, now, opened);
+        }
+        Plan::New => {
+            // A torn first row is cut by the fresh start, and said so.
+            opened.bets_cut = recovered.bets_torn;
+            drop(bets);
+            return finish_new(path, agencies, now, opened);
+        }
+        Plan::Resume => {}
     }
     let mut bets = match bets {
         Some(file) => file,
@@ -905,6 +997,120 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("bets file line 1"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "not,a,bet\nmore\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The check says what a start then does, for every kind of round, and
+    /// changes nothing; its errors are the start's.
+    #[test]
+    fn a_check_predicts_the_start_and_changes_nothing() {
+        const ROW: &str = "1,Ana,B,1,1990-01-01,7574\n";
+        const HEADER: &str = "round 1 agencies 2 started 9\n";
+        /// Bets file, state file (`None`: absent), AGENCIES, and what the
+        /// start does or a part of its error.
+        type Case = (
+            Option<&'static str>,
+            Option<&'static str>,
+            u16,
+            Result<Plan, &'static str>,
+        );
+        let table: &[Case] = &[
+            (None, None, 2, Ok(Plan::New)),
+            (Some(""), Some(HEADER), 2, Ok(Plan::New)),
+            // Nothing stored or decided: any AGENCIES starts afresh.
+            (Some(""), Some(HEADER), 5, Ok(Plan::New)),
+            (Some("1,Ana,B,1,19"), Some(HEADER), 5, Ok(Plan::New)),
+            (Some(ROW), Some(HEADER), 2, Ok(Plan::Resume)),
+            (Some(ROW), None, 3, Ok(Plan::Resume)),
+            (
+                Some(ROW),
+                Some(HEADER),
+                3,
+                Err("waits for 2 agencies, but AGENCIES is 3"),
+            ),
+            // An agency finished with no bets: the round is under way.
+            (
+                Some(""),
+                Some("round 1 agencies 2 started 9\nfinished 2 0\n"),
+                3,
+                Err("waits for 2 agencies, but AGENCIES is 3"),
+            ),
+            // Drawn, but a winner is still owed: resumed, not archived.
+            (
+                Some(ROW),
+                Some("round 1 agencies 1 started 9\nfinished 1 1\ndrawn\n"),
+                1,
+                Ok(Plan::Resume),
+            ),
+            (
+                Some(ROW),
+                Some("round 1 agencies 1 started 9\nfinished 1 1\ndrawn\ndelivered 1\n"),
+                4,
+                Ok(Plan::Archive),
+            ),
+            (
+                Some(""),
+                Some("round 1 agencies 2 started 9\nfinished 1 0\ndrawn excluded 2\ndelivered 1\n"),
+                2,
+                Ok(Plan::Archive),
+            ),
+            (
+                None,
+                Some("round 1 agencies 1 started 9\nfinished 1 1\ndrawn\ndelivered 1\n"),
+                1,
+                Ok(Plan::Archive),
+            ),
+            (Some("not,a,bet\nmore\n"), None, 1, Err("bets file line 1")),
+        ];
+        let dir = scratch("check");
+        let path = dir.join("bets.csv");
+        let state = state_path(&path);
+        let files = |dir: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| {
+                    let path = e.unwrap().path();
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    (path, text)
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        for (i, (bets, state_text, agencies, want)) in table.iter().enumerate() {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            if let Some(bets) = bets {
+                std::fs::write(&path, bets).unwrap();
+            }
+            if let Some(text) = state_text {
+                std::fs::write(&state, text).unwrap();
+            }
+            let before = files(&dir);
+            let checked = check_round(&path, *agencies, 50).map_err(|e| e.to_string());
+            assert_eq!(files(&dir), before, "case {i}: the check changed files");
+            let started = open_round(&path, lock_existing(&path).unwrap(), *agencies, 50);
+            let did = started.map(|f| {
+                if f.opened.archived.is_some() {
+                    Plan::Archive
+                } else if f.opened.resumed {
+                    Plan::Resume
+                } else {
+                    Plan::New
+                }
+            });
+            match want {
+                Ok(plan) => {
+                    assert_eq!(checked.as_ref().ok(), Some(plan), "case {i}: {checked:?}");
+                    assert_eq!(did.as_ref().ok(), Some(plan), "case {i}");
+                }
+                Err(text) => {
+                    let err = checked.expect_err("refused");
+                    assert!(err.contains(text), "case {i}: {err}");
+                    assert_eq!(did.err().map(|e| e.to_string()), Some(err), "case {i}");
+                }
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
