@@ -1,4 +1,4 @@
-//! The command line: `server [--config PATH]`, `--help`, `--version`.
+//! The command line: `server [--check] [--config PATH]`, `--help`, `--version`.
 
 use std::ffi::OsString;
 
@@ -6,15 +6,19 @@ use lexopt::prelude::*;
 use tp0_config::ConfigFile;
 
 /// The synopsis, printed after a usage error.
-pub const USAGE: &str = "usage: server [--config PATH]
+pub const USAGE: &str = "usage: server [--check] [--config PATH]
        server --help | --version";
 
 /// `--help`'s text.
-pub const HELP: &str = "usage: server [--config PATH]
+pub const HELP: &str = "usage: server [--check] [--config PATH]
        server --help | --version
 
 Runs the lottery server until SIGTERM or SIGINT.
 
+  --check         only say what a start would do with the round in BETS_FILE
+                  (new, resumed or archived, or why it would refuse to start),
+                  changing nothing, and exit: 0 when a start would go on, 1
+                  when it would refuse
   --config PATH   the INI file to read, section [DEFAULT] (default: ./config.ini,
                   which may be absent since every key may come from the
                   environment; a PATH given here must exist)
@@ -35,6 +39,8 @@ pub const VERSION: &str = concat!("server ", env!("CARGO_PKG_VERSION"));
 pub enum Command {
     /// Run the server with this config file.
     Run(ConfigFile),
+    /// Say what a start with this config file would do with its round.
+    Check(ConfigFile),
     Help,
     Version,
 }
@@ -46,15 +52,21 @@ pub fn parse(
 ) -> Result<Command, lexopt::Error> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut config = ConfigFile::Default("config.ini");
+    let mut check = false;
     while let Some(arg) = parser.next()? {
         match arg {
+            Long("check") => check = true,
             Long("config") => config = ConfigFile::Named(parser.value()?.into()),
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(Command::Run(config))
+    Ok(if check {
+        Command::Check(config)
+    } else {
+        Command::Run(config)
+    })
 }
 
 #[cfg(test)]
@@ -72,6 +84,14 @@ mod tests {
             (&["-h"], Ok(Command::Help)),
             (&["--config", "a.ini", "--help"], Ok(Command::Help)),
             (&["--version"], Ok(Command::Version)),
+            (
+                &["--check"],
+                Ok(Command::Check(ConfigFile::Default("config.ini"))),
+            ),
+            (
+                &["--config", "a.ini", "--check"],
+                Ok(Command::Check(ConfigFile::Named("a.ini".into()))),
+            ),
             (&["-V"], Ok(Command::Version)),
             (&["--config"], Err("missing argument for option '--config'")),
             (&["--verbose"], Err("invalid option '--verbose'")),

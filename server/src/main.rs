@@ -1,12 +1,14 @@
-//! `server [--config PATH]`: runs the lottery server until SIGTERM or SIGINT
-//! (`--help`, `--version`).
+//! `server [--config PATH]`: runs the lottery server until SIGTERM or SIGINT;
+//! `server --check` says what a start would do with its round (`--help`,
+//! `--version`).
 
 use std::process::ExitCode;
 
-use log::{LevelFilter, debug, error, warn};
+use log::{LevelFilter, debug, error, info, warn};
 use server::cli::{self, Command};
 use server::config::{self, Config};
 use server::server::Server;
+use server::storage;
 use tp0_log::field;
 
 fn main() -> ExitCode {
@@ -18,8 +20,9 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let file = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(file)) => file,
+    let (file, check) = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(file)) => (file, false),
+        Ok(Command::Check(file)) => (file, true),
         Ok(Command::Help) => {
             print!("{}", cli::HELP);
             return ExitCode::SUCCESS;
@@ -74,12 +77,49 @@ fn main() -> ExitCode {
     };
     log::set_max_level(config.logging_level);
     debug!("action: config | result: success | {}", config.summary());
+    if check {
+        return check_round(&config);
+    }
 
     let result = Server::new(config).and_then(Server::run);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("action: server | result: fail | error: {}", field(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check`: what a start would do with the configured round, as one log
+/// line, whatever the logging level (it is what was asked for). Exit 0 when a
+/// start would go on, 1 when it would refuse.
+fn check_round(config: &Config) -> ExitCode {
+    log::set_max_level(LevelFilter::Info.max(log::max_level()));
+    let file = field(config.bets_file.display());
+    let agencies = config.agencies;
+    if agencies == 0 {
+        info!(
+            "action: check_round | result: success | bets_file: {file} | agencies: 0 | round: none (echo only)"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match storage::check_round(&config.bets_file, agencies, now) {
+        Ok(plan) => {
+            info!(
+                "action: check_round | result: success | bets_file: {file} | agencies: {agencies} | round: {}",
+                plan.as_str()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(
+                "action: check_round | result: fail | bets_file: {file} | agencies: {agencies} | error: {}",
+                field(&e)
+            );
             ExitCode::FAILURE
         }
     }
