@@ -101,7 +101,9 @@ echo-check:
 # ./generar-stack.sh; SCENARIO, SERVER_CONFIG, CLIENT_CONFIG, DATA_DIR and
 # BETS_DIR as for it). An engine in no swarm becomes a single-node swarm
 # manager, and swarm-up says so; on a worker it fails (stacks are deployed
-# from a manager). swarm-down removes the stack and waits until it is gone,
+# from a manager), and so it does, before any deploy, on a count the stack
+# cannot hold or a bets folder the server would refuse (`server --check`).
+# swarm-down removes the stack and waits until it is gone,
 # but stays in the swarm: `docker swarm leave --force` leaves it.
 AGENCIES ?= 5
 STACK ?= tp0
@@ -116,7 +118,8 @@ swarm-down:
 	$(SWARM) down
 .PHONY: swarm-down
 
-# Both services' logs, followed (Ctrl-C ends it).
+# The server's log, followed, and each agency's whole log as its task ends
+# (Ctrl-C ends it; make then reports the interrupt).
 swarm-logs:
 	@$(SWARM) logs
 .PHONY: swarm-logs

@@ -11,6 +11,12 @@ source=${1:-docker-compose-dev.yaml}
 client=${CLIENT_BIN:-target/docker/client}
 data_dir=${DATA_DIR:-./.data}
 if [[ $source =~ ^[0-9]+$ ]]; then
+    # Agency numbers are u16 on the wire; checked before any arithmetic, which
+    # would wrap a longer number.
+    if ! [[ $source =~ ^0*[0-9]{1,5}$ ]] || ((10#$source > 65535)); then
+        echo "gen-data: $source agencies: agency numbers go up to 65535" >&2
+        exit 2
+    fi
     agencies=$(seq 1 $((10#$source)))
 else
     agencies=$(sed -n 's/^[[:space:]]*- CLI_ID=\([0-9][0-9]*\)$/\1/p' "$source")

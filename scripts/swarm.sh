@@ -11,7 +11,8 @@
 # (advertised on 127.0.0.1: nothing outside this machine can join it; for a
 # swarm of several machines, `docker swarm init` one yourself and run this on
 # a manager) and says so; refuses on a worker (stacks are deployed from a
-# manager) and when the stack is already deployed. Then, in the `agency`
+# manager), when the stack is already deployed, and when the server would
+# refuse the round in BETS_DIR (`server --check`). Then, in the `agency`
 # scenario, writes the missing DATA_DIR/agency-<i>.csv for i = 1..AGENCIES
 # (scripts/gen-data.sh, as for Compose), creates BETS_DIR, writes STACK_FILE
 # with ./generar-stack.sh and deploys it as STACK.
@@ -26,11 +27,12 @@
 # Env: AGENCIES (5), STACK (tp0), STACK_FILE (docker-stack.yaml), SCENARIO
 # (agency), DATA_DIR (./.data), BETS_DIR (./.data/swarm), SERVER_CONFIG
 # (./server/config.ini), CLIENT_CONFIG (./client/config.yaml), DOWN_TIMEOUT
-# (seconds, 60), CLIENT_BIN (target/docker/client, for gen-data).
+# (seconds, 60), CLIENT_BIN (target/docker/client, for gen-data), SERVER_BIN
+# (target/docker/server, for `server --check`).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-agencies=${AGENCIES:-5}
+agencies=${AGENCIES-5} # set but empty is an error, not the default
 stack=${STACK:-tp0}
 stack_file=${STACK_FILE:-docker-stack.yaml}
 scenario=${SCENARIO:-agency}
@@ -90,17 +92,26 @@ up() {
     for path in "$server_config" "$client_config"; do
         [ -f "$path" ] || fail "$path is not a file (a mounted configuration)"
     done
-    # An unfinished round in the bets folder is resumed, and only with the
-    # AGENCIES it started with: the server would refuse any other and be
-    # restarted over and over.
-    local state=$bets_dir/bets.csv.state round_agencies
-    if [ -f "$state" ] && ! grep -qx drawn "$state"; then
-        round_agencies=$(sed -n '1s/^round [0-9]* agencies \([0-9]*\) .*/\1/p' "$state")
-        if [ -n "$round_agencies" ] && [ "$round_agencies" != "$((10#$agencies))" ]; then
-            fail "$bets_dir holds an unfinished round of $round_agencies agencies;" \
-                "finish it with AGENCIES=$round_agencies, or move $bets_dir/bets.csv* away"
-        fi
-    fi
+    # The stack file first, into a file of its own: the generator's refusals
+    # (too many agencies, an unknown scenario) come before anything is
+    # written or changed, and the file of a deployed stack stays as it is
+    # until this one is deployed.
+    # (Not local: the EXIT trap runs after this function has returned.)
+    draft=$(mktemp "$stack_file.XXXXXX")
+    trap 'rm -f "$draft"' EXIT
+    SERVER_CONFIG=$server_config CLIENT_CONFIG=$client_config DATA_DIR=$data_dir \
+        BETS_DIR=$bets_dir bash "$root/generar-stack.sh" "$draft" "$agencies" "$scenario" ||
+        exit
+    agencies=$((10#$agencies))
+    # The server's own reading of the round in the bets folder (`server
+    # --check` changes nothing): a start it would refuse (a round in progress
+    # for another AGENCIES, files it did not write) is refused here, before
+    # the deploy, not by a server task restarted over and over.
+    local server_bin=${SERVER_BIN:-$root/target/docker/server} check
+    [ -x "$server_bin" ] || fail "no server binary at $server_bin (\`make binaries\` builds it)"
+    check=$(AGENCIES=$agencies BETS_FILE=$bets_dir/bets.csv \
+        "$server_bin" --check --config "$server_config" 2>&1) ||
+        fail "the server would not start on this bets folder: ${check##*error: }"
     local role
     role=$(role)
     if [ "$role" = inactive ]; then
@@ -129,16 +140,21 @@ up() {
             bash "$root/scripts/gen-data.sh" "$agencies"
     fi
     mkdir -p "$bets_dir"
-    SERVER_CONFIG=$server_config CLIENT_CONFIG=$client_config DATA_DIR=$data_dir \
-        BETS_DIR=$bets_dir bash "$root/generar-stack.sh" "$stack_file" "$agencies" "$scenario"
+    chmod 644 "$draft" # mktemp's 0600 is not what the generator writes
+    mv "$draft" "$stack_file"
     # --resolve-image never: the images are this engine's own (no registry).
     # Each task's start still tries to pull its image; dockerd logs the
     # failure and uses the local image.
     docker stack deploy --resolve-image never -c "$stack_file" "$stack"
     echo "swarm-up: stack $stack deployed ($stack_file): the server and $agencies client" \
         "tasks ($scenario), bets in $bets_dir"
-    echo "swarm-up: \`make swarm-logs\` follows it, \`docker service ps ${stack}_client\`" \
-        "lists the tasks, \`make swarm-down\` removes it"
+    if ((agencies > 0)); then
+        echo "swarm-up: \`make swarm-logs\` follows it, \`docker service ps ${stack}_client\`" \
+            "lists the tasks, \`make swarm-down\` removes it"
+    else
+        echo "swarm-up: no agencies, so the server is an echo server only; \`make swarm-logs\`" \
+            "follows it, \`make swarm-down\` removes it"
+    fi
 }
 
 down() {

@@ -16,8 +16,8 @@
 //! init`, the scenarios print `skipped: …` and pass; with `CI=true` that is
 //! a failure.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use client::generate::agency_bets;
@@ -26,7 +26,7 @@ use e2e::swarm::{
     Membership, SingleNode, Swarm, agency_file_rows, check_agency_log, check_draw, generate_stack,
     skip,
 };
-use e2e::{check_stored_once, root, rows, scratch, text, write_agency_file};
+use e2e::{binary, check_stored_once, root, rows, scratch, text, write_agency_file};
 
 /// The stack name users deploy (`make swarm-up`'s default).
 const STACK: &str = "tp0";
@@ -337,35 +337,120 @@ fn the_stack_and_the_compose_project_name_their_networks_apart() {
     );
 }
 
-/// `make swarm-up` over a bets folder whose unfinished round was started for
-/// another number of agencies refuses before touching the engine (the
-/// server would refuse the round and be restarted over and over), naming
-/// the round's number and the two ways out.
-#[test]
-fn swarm_up_refuses_an_unfinished_round_of_other_agencies() {
-    let dir = scratch("swarm-stale-round");
-    std::fs::write(
-        dir.join("bets.csv.state"),
-        "round 1 agencies 5 started 0\nfinished 1 10\n",
-    )
-    .unwrap();
-    let out = output(
+/// `scripts/swarm.sh up` with this environment, against no engine at all
+/// (`DOCKER_HOST` names a socket nobody listens on): whatever it refuses
+/// before asking the engine is refused as it would be on a real one; what it
+/// lets through ends with "no Docker engine answers".
+fn swarm_up_offline(env: &[(&str, &Path)], agencies: &str) -> Output {
+    output(
         Command::new("bash")
             .current_dir(root())
             .arg("scripts/swarm.sh")
             .arg("up")
-            .env("AGENCIES", "6")
-            .env("BETS_DIR", &dir),
+            .env("AGENCIES", agencies)
+            .env("SERVER_BIN", binary("server"))
+            .env("DOCKER_HOST", "unix:///nonexistent/tp0-no-engine.sock")
+            .envs(env.iter().copied()),
         CALL_TIMEOUT,
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let expected = format!(
-        "swarm-up: {} holds an unfinished round of 5 agencies; finish it with \
-         AGENCIES=5, or move {}/bets.csv* away",
-        dir.display(),
-        dir.display()
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), expected);
+    )
+}
+
+/// `make swarm-up` refuses, before touching the engine, a bets folder the
+/// server would refuse to start on (a task restarted over and over, with
+/// every agency waiting): a round in progress for another number of
+/// agencies, or a file the server did not write. It asks the server itself
+/// (`server --check`), so a round with nothing stored starts afresh with
+/// any number, as the server would.
+#[test]
+fn swarm_up_refuses_a_bets_folder_the_server_would_refuse() {
+    const ROW: &str = "1,Ana,B,1,1990-01-01,7574\n";
+    const NO_ENGINE: &str = "no Docker engine answers";
+    // (bets file, state file, AGENCIES, the end of the refusal)
+    let table: &[(&str, &str, &str, &str)] = &[
+        (
+            ROW,
+            "round 1 agencies 5 started 0\nfinished 1 1\n",
+            "6",
+            "the round in progress waits for 5 agencies, but AGENCIES is 6; \
+             start with AGENCIES=5 to finish it, or move its files away",
+        ),
+        (
+            ROW,
+            "round 1 agencies 5 started 0\nfinished 1 1\n",
+            "5",
+            NO_ENGINE,
+        ),
+        // Nothing stored, no agency finished (a round whose agencies only
+        // echoed): a new round with any number.
+        ("", "round 1 agencies 3 started 0\n", "5", NO_ENGINE),
+        (
+            "this is not,a bet\n",
+            "",
+            "3",
+            "bets file line 1 is not a bet of this round: 2 columns, not 6; \
+             the files are left as they are",
+        ),
+    ];
+    for (i, (bets, state, agencies, refusal)) in table.iter().enumerate() {
+        let dir = scratch(&format!("swarm-bets-folder-{i}"));
+        std::fs::write(dir.join("bets.csv"), bets).unwrap();
+        if !state.is_empty() {
+            std::fs::write(dir.join("bets.csv.state"), state).unwrap();
+        }
+        let stack_file = dir.join("stack.yml");
+        let out = swarm_up_offline(&[("BETS_DIR", &dir), ("STACK_FILE", &stack_file)], agencies);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "case {i}: {}", text(&out));
+        if *refusal == NO_ENGINE {
+            assert!(
+                stderr.starts_with("swarm-up: no Docker engine answers"),
+                "case {i}: {stderr}"
+            );
+        } else {
+            let expected = format!(
+                "swarm-up: the server would not start on this bets folder: {}/bets.csv: {refusal}",
+                dir.display()
+            );
+            assert_eq!(stderr.trim(), expected, "case {i}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.join("bets.csv")).unwrap(),
+            *bets,
+            "case {i}"
+        );
+        // Nothing else: no stack file (nothing was deployed), no draft of one.
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut expected = vec!["bets.csv"];
+        if !state.is_empty() {
+            expected.push("bets.csv.state");
+        }
+        assert_eq!(names, expected, "case {i}");
+    }
+}
+
+/// A count the stack cannot hold is refused before anything is written:
+/// no agency file, no stack file (a typo of a few digits would otherwise
+/// fill the disk with agency files first).
+#[test]
+fn swarm_up_refuses_too_many_agencies_before_writing_anything() {
+    let dir = scratch("swarm-too-many");
+    let data = dir.join("data");
+    let stack_file = dir.join("stack.yml");
+    for agencies in ["4001", "99999999999999999999"] {
+        let out = swarm_up_offline(
+            &[("DATA_DIR", &data), ("STACK_FILE", &stack_file)],
+            agencies,
+        );
+        assert_eq!(out.status.code(), Some(2), "{agencies}: {}", text(&out));
+        assert!(!data.exists(), "{agencies}: agency files were written");
+        assert!(!stack_file.exists(), "{agencies}: a stack file was written");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "{agencies}: {left:?}");
+    }
 }
 
 /// The generator refuses counts the stack cannot hold, rather than wrap
