@@ -480,34 +480,27 @@ fn read_back(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io_error(&state_path, "read")(e)),
     };
-    let Some(file) = bets else {
-        if crate::round::state_is_complete(&state) {
+    let mut bytes = Vec::new();
+    match bets {
+        Some(file) => {
+            file.read_to_end(&mut bytes)
+                .map_err(io_error(path, "read"))?;
+        }
+        None if crate::round::state_is_complete(&state) => {
             return Ok(ReadBack {
-                bets: Vec::new(),
+                bets: bytes,
                 state,
                 round: None,
                 plan: Plan::Archive,
             });
         }
-        return read_back_bytes(path, Vec::new(), state, agencies, now);
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(io_error(path, "read"))?;
-    read_back_bytes(path, bytes, state, agencies, now)
-}
-
-fn read_back_bytes(
-    path: &Path,
-    bets: Vec<u8>,
-    state: Vec<u8>,
-    agencies: u16,
-    now: u64,
-) -> Result<ReadBack, StartError> {
-    let round = read_round(&bets, &state, agencies, now).map_err(|error| StartError::Recovery {
-        path: path.to_owned(),
-        error,
-    })?;
+        None => {}
+    }
+    let round =
+        read_round(&bytes, &state, agencies, now).map_err(|error| StartError::Recovery {
+            path: path.to_owned(),
+            error,
+        })?;
     let untouched =
         round.rows == 0 && round.drawn.is_none() && crate::round::finished(&round).is_empty();
     let plan = if round.is_complete() {
@@ -525,7 +518,7 @@ fn read_back_bytes(
         Plan::Resume
     };
     Ok(ReadBack {
-        bets,
+        bets: bytes,
         state,
         round: Some(round),
         plan,
