@@ -16,7 +16,8 @@ pub const HELP: &str = "usage: server [--check] [--config PATH]
 Runs the lottery server until SIGTERM or SIGINT.
 
   --check         only say what a start would do with the round in BETS_FILE
-                  (new, resumed or archived, or why it would refuse to start),
+                  (new, resumed or archived, or why it would refuse to start:
+                  the round's files, MAX_CONNECTIONS against AGENCIES),
                   changing nothing, and exit: 0 when a start would go on, 1
                   when it would refuse
   --config PATH   the INI file to read, section [DEFAULT] (default: ./config.ini,
@@ -28,7 +29,8 @@ Runs the lottery server until SIGTERM or SIGINT.
 Each key can be overridden by an environment variable of the same name:
 SERVER_PORT, SERVER_IP (an IP address or a host name; empty: every interface),
 SERVER_LISTEN_BACKLOG, LOGGING_LEVEL, AGENCIES, BETS_FILE, STALL_TIMEOUT,
-WINNERS_DELAY. See the README's Configuration section.
+WINNERS_DELAY, DRAW_DEADLINE, MAX_CONNECTIONS. See the README's Configuration
+section.
 ";
 
 /// `--version`'s text.

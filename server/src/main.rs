@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use log::{LevelFilter, debug, error, info, warn};
 use server::cli::{self, Command};
 use server::config::{self, Config};
-use server::server::Server;
+use server::server::{Server, connection_cap};
 use server::storage;
 use tp0_log::field;
 
@@ -91,9 +91,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--check`: what a start would do with the configured round, as one log
-/// line, whatever the logging level (it is what was asked for). Exit 0 when a
-/// start would go on, 1 when it would refuse.
+/// `--check`: what a start would do with the configured round (once no other
+/// server holds its files), as one log line, whatever the logging level (it
+/// is what was asked for). Exit 0 when a start would go on, 1 when it would
+/// refuse: the round's files, and `MAX_CONNECTIONS` against `AGENCIES`.
 fn check_round(config: &Config) -> ExitCode {
     log::set_max_level(LevelFilter::Info.max(log::max_level()));
     let file = field(config.bets_file.display());
@@ -107,7 +108,12 @@ fn check_round(config: &Config) -> ExitCode {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match storage::check_round(&config.bets_file, agencies, now) {
+    // The descriptor limit that matters is the running server's (a
+    // container's), not this process's: only MAX_CONNECTIONS is checked.
+    let checked = connection_cap(config, u64::MAX).and_then(|_| {
+        storage::check_round(&config.bets_file, agencies, now).map_err(|e| e.to_string())
+    });
+    match checked {
         Ok(plan) => {
             info!(
                 "action: check_round | result: success | bets_file: {file} | agencies: {agencies} | round: {}",

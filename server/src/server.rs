@@ -832,7 +832,9 @@ fn open_app(config: &Config, locked: Option<File>, now_unix: u64) -> io::Result<
 /// descriptor limit allows (with a warning), or derived from it. Every
 /// agency holds a connection while it waits for the draw, so a cap that
 /// leaves no room beyond `AGENCIES` would deadlock the round: an error.
-fn connection_cap(config: &Config, limit: u64) -> Result<usize, String> {
+/// `limit` is `RLIMIT_NOFILE`'s soft value (`u64::MAX`: checks only an
+/// explicit `MAX_CONNECTIONS`, as `server --check` does).
+pub fn connection_cap(config: &Config, limit: u64) -> Result<usize, String> {
     let room = max_connections_for(limit);
     let cap = match config.max_connections {
         Some(asked) if asked > room => {

@@ -532,7 +532,18 @@ fn read_back(
 pub fn check_round(path: &Path, agencies: u16, now: u64) -> Result<Plan, StartError> {
     let mut bets = match File::open(path) {
         Ok(file) => Some(file),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A start creates it, in a folder that must be there.
+            let folder = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if !folder.is_dir() {
+                let gone = io::Error::from_raw_os_error(libc::ENOENT);
+                return Err(io_error(path, "create")(gone));
+            }
+            None
+        }
         Err(e) => return Err(io_error(path, "open")(e)),
     };
     read_back(path, bets.as_mut(), agencies, now).map(|read| read.plan)
@@ -1104,6 +1115,20 @@ mod tests {
                 }
             }
         }
+        // A bets file in a folder that is not there: the start cannot create
+        // it, and the check says so in the same words.
+        let lost = dir.join("missing/bets.csv");
+        let checked = check_round(&lost, 2, 50)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let started = open_round(&lost, lock_existing(&lost).unwrap(), 2, 50)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            checked.as_ref().is_err_and(|e| e.contains("create failed")),
+            "{checked:?}"
+        );
+        assert_eq!(checked, started);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
