@@ -34,16 +34,22 @@ usage() {
 
 [ $# -eq 2 ] || [ $# -eq 3 ] || usage
 output=$1
-[[ $2 =~ ^0*[0-9]{1,5}$ ]] || usage
-clients=$((10#$2))
+[[ $2 =~ ^[0-9]+$ ]] || usage
 # Each task takes an address of the overlay's /20 (4,094), beside the
-# server's and one per node.
-if ((clients > 4000)); then
+# server's and one per node. (Digits counted first: arithmetic would wrap.)
+if ! [[ $2 =~ ^0*[0-9]{1,4}$ ]] || ((10#$2 > 4000)); then
     echo "$0: at most 4000 agencies (the stack's network, 10.125.0.0/20, has 4,094 addresses)" >&2
     exit 2
 fi
+clients=$((10#$2))
 scenario=${3:-${SCENARIO:-agency}}
-case $scenario in echo | bet | agency) ;; *) usage ;; esac
+case $scenario in
+    echo | bet | agency) ;;
+    *)
+        echo "$0: unknown scenario '$scenario' (echo, bet or agency)" >&2
+        exit 2
+        ;;
+esac
 # The bet scenario's documents are 3090446 followed by the slot (below): with
 # 4 digits of slot they pass the protocol's u32 (4,294,967,295).
 if [ "$scenario" = bet ] && ((clients > 999)); then

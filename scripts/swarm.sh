@@ -105,13 +105,15 @@ up() {
     agencies=$((10#$agencies))
     # The server's own reading of the round in the bets folder (`server
     # --check` changes nothing): a start it would refuse (a round in progress
-    # for another AGENCIES, files it did not write) is refused here, before
-    # the deploy, not by a server task restarted over and over.
+    # for another AGENCIES, files it did not write, MAX_CONNECTIONS not above
+    # AGENCIES) is refused here, before the deploy, not by a server task
+    # restarted over and over.
     local server_bin=${SERVER_BIN:-$root/target/docker/server} check
     [ -x "$server_bin" ] || fail "no server binary at $server_bin (\`make binaries\` builds it)"
+    mkdir -p "$bets_dir" # the server creates its files there, and so checks it is there
     check=$(AGENCIES=$agencies BETS_FILE=$bets_dir/bets.csv \
         "$server_bin" --check --config "$server_config" 2>&1) ||
-        fail "the server would not start on this bets folder: ${check##*error: }"
+        fail "the server would refuse to start: ${check##*error: }"
     local role
     role=$(role)
     if [ "$role" = inactive ]; then
@@ -139,7 +141,6 @@ up() {
         DATA_DIR=$data_dir CLIENT_BIN=${CLIENT_BIN:-$root/target/docker/client} \
             bash "$root/scripts/gen-data.sh" "$agencies"
     fi
-    mkdir -p "$bets_dir"
     chmod 644 "$draft" # mktemp's 0600 is not what the generator writes
     mv "$draft" "$stack_file"
     # --resolve-image never: the images are this engine's own (no registry).

@@ -408,7 +408,7 @@ fn swarm_up_refuses_a_bets_folder_the_server_would_refuse() {
             );
         } else {
             let expected = format!(
-                "swarm-up: the server would not start on this bets folder: {}/bets.csv: {refusal}",
+                "swarm-up: the server would refuse to start: {}/bets.csv: {refusal}",
                 dir.display()
             );
             assert_eq!(stderr.trim(), expected, "case {i}");
@@ -430,6 +430,32 @@ fn swarm_up_refuses_a_bets_folder_the_server_would_refuse() {
         }
         assert_eq!(names, expected, "case {i}");
     }
+}
+
+/// A server configuration the server would refuse with this many agencies
+/// (`MAX_CONNECTIONS` not above `AGENCIES`: every agency holds a connection
+/// until the draw) is refused before the deploy too.
+#[test]
+fn swarm_up_refuses_a_connection_cap_below_the_agencies() {
+    let dir = scratch("swarm-cap");
+    let config = dir.join("server.ini");
+    let stock = std::fs::read_to_string(root().join("server/config.ini")).unwrap();
+    std::fs::write(&config, format!("{stock}\nMAX_CONNECTIONS = 16\n")).unwrap();
+    let bets = dir.join("bets");
+    let env = [("SERVER_CONFIG", config.as_path()), ("BETS_DIR", &bets)];
+    let out = swarm_up_offline(&env, "20");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "swarm-up: the server would refuse to start: MAX_CONNECTIONS (16) must be above \
+         AGENCIES (20): every agency holds a connection while it waits for the draw"
+    );
+    let out = swarm_up_offline(&env, "15");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("swarm-up: no Docker engine answers"),
+        "{stderr}"
+    );
 }
 
 /// A count the stack cannot hold is refused before anything is written:
@@ -458,20 +484,36 @@ fn swarm_up_refuses_too_many_agencies_before_writing_anything() {
 #[test]
 fn the_stack_generator_refuses_counts_it_cannot_deploy() {
     let dir = scratch("swarm-counts");
-    for (count, ok) in [
-        ("0", true),
-        ("4000", true),
-        ("4001", false),
-        ("18446744073709551616", false),
-        ("-1", false),
+    const TOO_MANY: &str = "generar-stack.sh: at most 4000 agencies (the stack's network, \
+                            10.125.0.0/20, has 4,094 addresses)";
+    // (agencies, scenario, the refusal; "" when written)
+    for (count, scenario, refusal) in [
+        ("0", "agency", ""),
+        ("4000", "agency", ""),
+        ("004000", "agency", ""),
+        ("4001", "agency", TOO_MANY),
+        ("18446744073709551616", "agency", TOO_MANY),
+        ("-1", "agency", "usage: generar-stack.sh"),
+        (
+            "3",
+            "bogus",
+            "generar-stack.sh: unknown scenario 'bogus' (echo, bet or agency)",
+        ),
     ] {
         let out = Command::new("bash")
             .current_dir(root())
             .arg("generar-stack.sh")
             .arg(dir.join("stack.yml"))
             .arg(count)
+            .arg(scenario)
             .output()
             .unwrap();
-        assert_eq!(out.status.success(), ok, "{count}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if refusal.is_empty() {
+            assert!(out.status.success(), "{count}: {}", text(&out));
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{count}: {}", text(&out));
+            assert!(stderr.starts_with(refusal), "{count} {scenario}: {stderr}");
+        }
     }
 }
