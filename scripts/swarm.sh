@@ -11,11 +11,12 @@
 # (advertised on 127.0.0.1: nothing outside this machine can join it; for a
 # swarm of several machines, `docker swarm init` one yourself and run this on
 # a manager) and says so; refuses on a worker (stacks are deployed from a
-# manager), when the stack is already deployed, and when the server would
-# refuse the round in BETS_DIR (`server --check`). Then, in the `agency`
-# scenario, writes the missing DATA_DIR/agency-<i>.csv for i = 1..AGENCIES
-# (scripts/gen-data.sh, as for Compose), creates BETS_DIR, writes STACK_FILE
-# with ./generar-stack.sh and deploys it as STACK.
+# manager), when the stack is already deployed, and, before it writes an
+# agency or stack file, on a count ./generar-stack.sh refuses or a BETS_DIR
+# (created if missing) the server would refuse (`server --check`). Then, in
+# the `agency` scenario, writes the missing DATA_DIR/agency-<i>.csv for
+# i = 1..AGENCIES (scripts/gen-data.sh, as for Compose), puts the generated
+# stack in STACK_FILE and deploys it as STACK.
 # down: removes the stack and waits until its services, containers and
 # network are gone, so the next `up` does not collide with them. The swarm
 # stays; `docker swarm leave --force` leaves it (on a single node, that

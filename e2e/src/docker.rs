@@ -138,17 +138,17 @@ pub fn engine() -> Option<EngineGuard> {
     }
 }
 
-/// Panics, within seconds, if the engine is stuck: it answers, but a call on
+/// Panics, within a minute, if the engine is stuck: it answers, but a call on
 /// one of its containers never returns. Seen here on engine 20.10 once:
 /// containers whose process had exited stayed `Up`, and `docker inspect` of
 /// them hung; every later scenario would hang with them.
 fn check_not_stuck() {
-    const PROBE: Duration = Duration::from_secs(30);
-    let ids = output(Command::new("docker").args(["ps", "-aq"]), PROBE);
+    let ids = query(&["ps", "-aq"]);
     let ids = String::from_utf8_lossy(&ids.stdout);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        output(Command::new("docker").arg("inspect").args(&ids), PROBE);
+    let mut inspect = vec!["inspect"];
+    inspect.extend(ids.split_whitespace());
+    if inspect.len() > 1 {
+        query(&inspect);
     }
 }
 
